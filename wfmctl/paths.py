@@ -1,0 +1,70 @@
+"""Where wfm keeps things by default. Shared by the daemon and the client, so both agree.
+
+Every path here is only a default: config, environment and flags override it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "wfm"
+SOCKET_ENV = "WFM_SOCKET"
+SOCKET_NAME = "wfmd.sock"
+
+
+class RuntimeDirError(Exception):
+    """The runtime directory exists but is not safe to use (wrong owner or mode)."""
+
+
+def runtime_dir() -> Path:
+    """The per-user runtime directory for the socket: `$XDG_RUNTIME_DIR/wfm`.
+
+    Without XDG_RUNTIME_DIR (cron, CI, `su`), platformdirs would warn and guess; we fall back
+    to a private directory in the temp dir instead, which the daemon creates with mode 0700.
+    """
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(platformdirs.user_runtime_dir(APP_NAME))
+    return Path(tempfile.gettempdir()) / f"{APP_NAME}-{os.getuid()}"
+
+
+def default_socket_path() -> Path:
+    env = os.environ.get(SOCKET_ENV)
+    if env:
+        return Path(env)
+    return runtime_dir() / SOCKET_NAME
+
+
+def state_dir() -> Path:
+    return Path(platformdirs.user_state_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def config_dir() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def ensure_private_dir(path: Path) -> None:
+    """Create `path` with mode 0700 if missing; refuse one that others could tamper with.
+
+    A directory owned by another user, or writable by group or others, could let someone
+    swap our socket for theirs, so it is refused rather than "fixed".
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise RuntimeDirError(f"{path} is not a directory")
+    if info.st_uid != os.getuid():
+        raise RuntimeDirError(f"{path} belongs to uid {info.st_uid}, not to you ({os.getuid()})")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RuntimeDirError(
+            f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}); "
+            "fix it with: chmod 700 " + str(path)
+        )

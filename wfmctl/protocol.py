@@ -1,0 +1,333 @@
+"""The wfm wire protocol: message types and framing, shared by the daemon and every client.
+
+Imports nothing but msgspec and the standard library, so that clients stay light.
+
+A connection is a Unix stream socket carrying frames. A frame is a 4-byte big-endian
+unsigned length followed by that many bytes of msgpack. The daemon speaks first with a
+`Hello`; then the client sends one request at a time and reads frames until it gets a final
+one (every response except `LogBatch` and `StatusUpdate` is final). See PROTOCOL.md.
+
+Evolution rules: new fields always get defaults; a field never changes type; unknown fields
+are ignored, so an older client can talk to a newer daemon and the other way round.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Literal
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+
+# Large enough for a page of 1 MiB log lines, small enough that a hostile length prefix
+# cannot make anyone allocate gigabytes.
+MAX_FRAME = 16 * 1024 * 1024
+
+HEADER = struct.Struct(">I")
+
+Status = Literal["NotStarted", "Running", "Completed", "Failed", "Cancelled"]
+FINISHED_STATUSES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
+ALL_STATUSES: tuple[str, ...] = ("NotStarted", "Running", "Completed", "Failed", "Cancelled")
+
+
+class ErrorCode:
+    """Stable error codes. Clients branch on these, never on the message text."""
+
+    BAD_FRAME = "bad_frame"  # undecodable or oversized frame; the connection is closed
+    BAD_REQUEST = "bad_request"  # a well-formed frame that is not a valid request
+    NOT_FOUND = "not_found"  # no execution or workflow by that id
+    AMBIGUOUS = "ambiguous"  # a handle prefix that matches more than one execution
+    INVALID_PARAMS = "invalid_params"  # parameters fail the workflow's metadata
+    NOT_RUNNABLE = "not_runnable"  # e.g. cancelling an execution that already ended
+    STORAGE = "storage"  # the database cannot accept writes (full disk, I/O error)
+    SHUTTING_DOWN = "shutting_down"  # the daemon is stopping and accepts no new work
+    INTERNAL = "internal"  # a bug in the daemon; the message says what
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Base of every wire message."""
+
+
+# --------------------------------------------------------------------------- shared values
+
+
+class FieldType(Message):
+    type: str
+    min: float | None = None
+    max: float | None = None
+    pattern: str | None = None
+    options: list[str] | None = None
+    total_phases: int | None = None
+    phase: int | None = None
+
+
+class Field(Message):
+    name: str
+    field_type: FieldType
+    label: str = ""
+    description: str = ""
+    cli_arg: str = ""
+    required: bool = False
+    default: str | None = None
+    required_for_phases: list[int] | None = None
+
+
+class Workflow(Message):
+    id: str
+    name: str
+    description: str = ""
+    fields: list[Field] = []
+    path: str = ""
+
+
+class SkippedFile(Message):
+    path: str
+    reason: str
+
+
+class Execution(Message):
+    handle: str
+    workflow_id: str
+    status: Status
+    created_at: float  # seconds since the epoch
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    reason: str | None = None  # why it ended (or why it is waiting)
+    log_count: int = 0  # number of log entries committed so far
+    timeout: float | None = None
+    params: dict[str, str] = {}
+
+
+class LogEntry(Message):
+    seq: int
+    ts: float  # daemon receive time, seconds since the epoch
+    stream: Literal["stdout", "stderr"]
+    type: str  # "raw_output" or an event type such as "phase_started"
+    line: str  # the text without its newline; invalid UTF-8 replaced with U+FFFD
+    event: dict[str, Any] | None = None  # the event's fields, for structured events
+
+
+# --------------------------------------------------------------------------- requests
+
+
+class Request(Message, tag_field="op"):
+    """Base of requests; the tag goes in the `op` field."""
+
+
+class Ping(Request, tag="ping"):
+    pass
+
+
+class ListWorkflows(Request, tag="workflows"):
+    rescan: bool = False
+    workflow_id: str | None = None
+
+
+class Run(Request, tag="run"):
+    workflow_id: str
+    params: dict[str, Any] = {}
+    timeout: float | None = None  # seconds; None means the daemon's default
+
+
+class GetStatus(Request, tag="status"):
+    handle: str
+
+
+class GetLogs(Request, tag="logs"):
+    """A page of log entries: after `after` (exclusive) in order, or the last `tail` ones."""
+
+    handle: str
+    after: int | None = None
+    limit: int = 1000
+    tail: int | None = None
+
+
+class Follow(Request, tag="follow"):
+    """Stream entries after `after` until the execution ends; then a final `Finished`."""
+
+    handle: str
+    after: int = -1
+
+
+class Wait(Request, tag="wait"):
+    """Answer with `Finished` once the execution has ended."""
+
+    handle: str
+
+
+class Cancel(Request, tag="cancel"):
+    handle: str
+
+
+class History(Request, tag="history"):
+    limit: int = 50
+    offset: int = 0
+    before: str | None = None  # a handle: continue the listing after it (keyset paging)
+    workflow_id: str | None = None
+    status: Status | None = None
+    since: float | None = None  # created at or after, seconds since the epoch
+    until: float | None = None  # created before
+
+
+class GetParams(Request, tag="params"):
+    handle: str
+
+
+class ParamHistory(Request, tag="param_history"):
+    workflow_id: str
+    field_name: str | None = None
+    limit: int = 10
+
+
+RequestType = (
+    Ping
+    | ListWorkflows
+    | Run
+    | GetStatus
+    | GetLogs
+    | Follow
+    | Wait
+    | Cancel
+    | History
+    | GetParams
+    | ParamHistory
+)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+class Response(Message, tag_field="type"):
+    """Base of responses; the tag goes in the `type` field."""
+
+
+class Hello(Response, tag="hello"):
+    protocol: int
+    daemon_version: str
+
+
+class Error(Response, tag="error"):
+    code: str
+    message: str
+
+
+class Pong(Response, tag="pong"):
+    daemon_version: str
+    pid: int
+    uptime: float
+    database: str
+    socket: str
+    running: int
+    queued: int
+    storage_ok: bool = True
+    storage_error: str | None = None
+
+
+class WorkflowList(Response, tag="workflow_list"):
+    workflows: list[Workflow]
+    skipped: list[SkippedFile] = []
+    conflicts: list[str] = []
+
+
+class Accepted(Response, tag="accepted"):
+    execution: Execution
+
+
+class StatusReply(Response, tag="status"):
+    execution: Execution
+
+
+class LogPage(Response, tag="log_page"):
+    entries: list[LogEntry]
+    next_after: int  # pass as `after` to continue
+    finished: bool  # the execution has ended and `entries` reach its last line
+
+
+class LogBatch(Response, tag="log_batch"):
+    """A non-final frame of a `Follow` stream."""
+
+    entries: list[LogEntry]
+
+
+class Finished(Response, tag="finished"):
+    """Final frame of `Follow` and `Wait`."""
+
+    execution: Execution
+
+
+class HistoryPage(Response, tag="history_page"):
+    executions: list[Execution]
+    next_before: str | None = None  # pass as `before` for the next page; None at the end
+
+
+class ParamsReply(Response, tag="params"):
+    handle: str
+    workflow_id: str
+    params: dict[str, str]
+
+
+class ParamHistoryReply(Response, tag="param_history"):
+    workflow_id: str
+    values: dict[str, list[str]]  # field name -> distinct recent values, newest first
+
+
+ResponseType = (
+    Hello
+    | Error
+    | Pong
+    | WorkflowList
+    | Accepted
+    | StatusReply
+    | LogPage
+    | LogBatch
+    | Finished
+    | HistoryPage
+    | ParamsReply
+    | ParamHistoryReply
+)
+
+NON_FINAL_RESPONSES: tuple[type[Response], ...] = (LogBatch,)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+class FrameError(Exception):
+    """A frame that cannot be accepted: too large or undecodable."""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(RequestType)
+_response_decoder = msgspec.msgpack.Decoder(ResponseType)
+
+
+def encode_frame(message: Message) -> bytes:
+    body = _encoder.encode(message)
+    if len(body) > MAX_FRAME:
+        raise FrameError(f"frame of {len(body)} bytes exceeds the maximum of {MAX_FRAME}")
+    return HEADER.pack(len(body)) + body
+
+
+def frame_length(header: bytes) -> int:
+    """Length announced by a 4-byte header; raises FrameError if over MAX_FRAME."""
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise FrameError(f"frame length {length} exceeds the maximum of {MAX_FRAME}")
+    return int(length)
+
+
+def decode_request(body: bytes) -> RequestType:
+    """Raises msgspec.DecodeError (bad msgpack) or msgspec.ValidationError (bad shape)."""
+    return _request_decoder.decode(body)
+
+
+def decode_response(body: bytes) -> ResponseType:
+    return _response_decoder.decode(body)
+
+
+def to_builtins(message: Message) -> Any:
+    """A JSON-ready representation, used by `--json` output."""
+    return msgspec.to_builtins(message)
