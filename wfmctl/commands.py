@@ -1,0 +1,237 @@
+"""The wfmctl commands: one function per subcommand, each talking to wfmd through a Client.
+
+Each command returns its exit code. Errors travel as `WfmError` to `cli.main`, which prints
+them and picks the exit code; nothing here prints an error itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+import msgspec
+
+from wfmctl import protocol, render
+from wfmctl.cli import EXIT_OK, exit_code_for, merge_params
+from wfmctl.client import Client, WfmError
+from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
+
+
+@dataclass
+class View:
+    """Where output goes, and in which form."""
+
+    json: bool
+    out: TextIO
+    err: TextIO
+
+    def doc(self, message: protocol.Message) -> None:
+        """A JSON document (or one JSON line of a stream)."""
+        self.out.write(msgspec.json.encode(protocol.to_builtins(message)).decode() + "\n")
+        self.out.flush()
+
+    def line(self, text: str, *, flush: bool = False) -> None:
+        print(text, file=self.out, flush=flush)
+
+    def note(self, text: str) -> None:
+        """Commentary that is not the command's output (stderr, so pipes stay clean)."""
+        print(text, file=self.err, flush=True)
+
+
+Command = Callable[[Client, argparse.Namespace, View], int]
+
+
+def execute(args: argparse.Namespace, socket_path: str | None, view: View) -> int:
+    with Client(socket_path) as client:
+        return COMMANDS[args.command](client, args, view)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def follow(client: Client, handle: str, after: int, view: View) -> Execution:
+    """Print entries after `after` as they come; then a summary (stderr). Returns the end."""
+    for item in client.follow(handle, after):
+        if isinstance(item, Execution):
+            if view.json:
+                view.doc(protocol.Finished(execution=item))
+            else:
+                view.note(render.execution_line(item))
+            return item
+        if view.json:
+            view.doc(item)
+        else:
+            view.line(render.render_entry(item), flush=True)
+    # client.follow always ends with the Execution or raises; this is a safety net.
+    raise WfmError("disconnected", "the follow stream ended without its final frame")
+
+
+def print_entries(entries: list[LogEntry], view: View) -> None:
+    for entry in entries:
+        view.line(render.render_entry(entry))
+    view.out.flush()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_ping(client: Client, args: argparse.Namespace, view: View) -> int:
+    pong = client.ping()
+    if view.json:
+        view.doc(pong)
+    else:
+        view.line(render.pong_detail(pong, client.hello.protocol))
+    return EXIT_OK
+
+
+def cmd_workflows(client: Client, args: argparse.Namespace, view: View) -> int:
+    reply = client.workflows(rescan=args.rescan, workflow_id=args.id)
+    if args.id is not None:
+        found = [w for w in reply.workflows if w.id == args.id]
+        if not found:
+            raise WfmError(ErrorCode.NOT_FOUND, f"no workflow with id {args.id!r}")
+        if view.json:
+            view.doc(found[0])
+        else:
+            view.line(render.workflow_detail(found[0]) + render.problems(reply))
+        return EXIT_OK
+    if view.json:
+        view.doc(reply)
+    else:
+        view.line(render.workflows_table(reply))
+    return EXIT_OK
+
+
+def cmd_run(client: Client, args: argparse.Namespace, view: View) -> int:
+    params = merge_params(args.params_json, args.params)
+    execution = client.run(args.workflow, params, timeout=args.timeout)
+    handle = execution.handle
+    if args.follow:
+        if view.json:
+            view.doc(protocol.Accepted(execution=execution))
+        else:
+            view.line(handle, flush=True)
+        return exit_code_for(follow(client, handle, -1, view))
+    if args.wait:
+        if not view.json:
+            view.line(handle, flush=True)
+        ended = client.wait(handle)
+        if view.json:
+            view.doc(ended)
+        else:
+            view.line(render.execution_line(ended))
+        return exit_code_for(ended)
+    if view.json:
+        view.doc(execution)
+    else:
+        view.line(handle)
+    return EXIT_OK
+
+
+def cmd_status(client: Client, args: argparse.Namespace, view: View) -> int:
+    execution = client.status(args.handle)
+    if view.json:
+        view.doc(execution)
+    else:
+        view.line(render.execution_detail(execution))
+    return EXIT_OK
+
+
+def cmd_logs(client: Client, args: argparse.Namespace, view: View) -> int:
+    handle: str = args.handle
+    if args.follow:
+        after = -1 if args.after is None else args.after
+        if args.tail is not None:  # like `tail -n N -f`: the last N, then live
+            page = client.logs(handle, tail=args.tail)
+            for entry in page.entries:
+                if view.json:
+                    view.doc(entry)
+                else:
+                    view.line(render.render_entry(entry))
+            if page.entries:
+                after = page.entries[-1].seq
+        follow(client, handle, after, view)
+        return EXIT_OK
+    if args.tail is not None:
+        page = client.logs(handle, tail=args.tail)
+        if view.json:
+            view.doc(page)
+        else:
+            print_entries(page.entries, view)
+        return EXIT_OK
+    # Everything after `after`, page by page: printed as it arrives, collected for --json.
+    collected: list[LogEntry] = []
+    last: LogPage | None = None
+    for page in client.log_pages(handle, after=args.after):
+        last = page
+        if view.json:
+            collected.extend(page.entries)
+        else:
+            print_entries(page.entries, view)
+    if view.json:
+        assert last is not None  # log_pages yields at least one page
+        view.doc(LogPage(entries=collected, next_after=last.next_after, finished=last.finished))
+    return EXIT_OK
+
+
+def cmd_wait(client: Client, args: argparse.Namespace, view: View) -> int:
+    execution = client.wait(args.handle)
+    if view.json:
+        view.doc(execution)
+    else:
+        view.line(render.execution_line(execution))
+    return exit_code_for(execution)
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace, view: View) -> int:
+    execution = client.cancel(args.handle)
+    if view.json:
+        view.doc(execution)
+    elif execution.status in protocol.FINISHED_STATUSES:
+        view.line(render.execution_line(execution))
+    else:
+        view.line(f"cancel requested: {render.execution_line(execution)}")
+    return EXIT_OK
+
+
+def cmd_history(client: Client, args: argparse.Namespace, view: View) -> int:
+    page = client.history(
+        limit=args.limit,
+        offset=args.offset,
+        before=args.before,
+        workflow_id=args.workflow,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+    )
+    if view.json:
+        view.doc(page)
+        return EXIT_OK
+    view.line(render.history_table(page.executions))
+    if page.next_before is not None and len(page.executions) >= args.limit:
+        view.note(f"(more: repeat with --before {page.next_before})")
+    return EXIT_OK
+
+
+def cmd_params(client: Client, args: argparse.Namespace, view: View) -> int:
+    reply = client.params(args.handle)
+    if view.json:
+        view.doc(reply)
+    else:
+        view.line(render.params_table(reply))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Command] = {
+    "ping": cmd_ping,
+    "workflows": cmd_workflows,
+    "run": cmd_run,
+    "status": cmd_status,
+    "logs": cmd_logs,
+    "wait": cmd_wait,
+    "cancel": cmd_cancel,
+    "history": cmd_history,
+    "params": cmd_params,
+}
