@@ -5,7 +5,7 @@ Imports nothing but msgspec and the standard library, so that clients stay light
 A connection is a Unix stream socket carrying frames. A frame is a 4-byte big-endian
 unsigned length followed by that many bytes of msgpack. The daemon speaks first with a
 `Hello`; then the client sends one request at a time and reads frames until it gets a final
-one (every response except `LogBatch` and `StatusUpdate` is final). See PROTOCOL.md.
+one (every response except `LogBatch` is final). See PROTOCOL.md.
 
 Evolution rules: new fields always get defaults; a field never changes type; unknown fields
 are ignored, so an older client can talk to a newer daemon and the other way round.
@@ -20,8 +20,8 @@ import msgspec
 
 PROTOCOL_VERSION = 1
 
-# Large enough for a page of 1 MiB log lines, small enough that a hostile length prefix
-# cannot make anyone allocate gigabytes.
+# Large enough for several maximal (1 MiB) log lines per page, small enough that a hostile
+# length prefix cannot make anyone allocate gigabytes. Senders cap pages by bytes to fit.
 MAX_FRAME = 16 * 1024 * 1024
 
 HEADER = struct.Struct(">I")
@@ -45,14 +45,14 @@ class ErrorCode:
     INTERNAL = "internal"  # a bug in the daemon; the message says what
 
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Message(msgspec.Struct, frozen=True, kw_only=True):
     """Base of every wire message."""
 
 
 # --------------------------------------------------------------------------- shared values
 
 
-class FieldType(Message):
+class FieldType(Message, frozen=True):
     type: str
     min: float | None = None
     max: float | None = None
@@ -62,7 +62,7 @@ class FieldType(Message):
     phase: int | None = None
 
 
-class Field(Message):
+class Field(Message, frozen=True):
     name: str
     field_type: FieldType
     label: str = ""
@@ -73,7 +73,7 @@ class Field(Message):
     required_for_phases: list[int] | None = None
 
 
-class Workflow(Message):
+class Workflow(Message, frozen=True):
     id: str
     name: str
     description: str = ""
@@ -81,12 +81,12 @@ class Workflow(Message):
     path: str = ""
 
 
-class SkippedFile(Message):
+class SkippedFile(Message, frozen=True):
     path: str
     reason: str
 
 
-class Execution(Message):
+class Execution(Message, frozen=True):
     handle: str
     workflow_id: str
     status: Status
@@ -101,7 +101,7 @@ class Execution(Message):
     params: dict[str, str] = {}
 
 
-class LogEntry(Message):
+class LogEntry(Message, frozen=True):
     seq: int
     ts: float  # daemon receive time, seconds since the epoch
     stream: Literal["stdout", "stderr"]
@@ -113,30 +113,30 @@ class LogEntry(Message):
 # --------------------------------------------------------------------------- requests
 
 
-class Request(Message, tag_field="op"):
+class Request(Message, frozen=True, tag_field="op"):
     """Base of requests; the tag goes in the `op` field."""
 
 
-class Ping(Request, tag="ping"):
+class Ping(Request, frozen=True, tag="ping"):
     pass
 
 
-class ListWorkflows(Request, tag="workflows"):
+class ListWorkflows(Request, frozen=True, tag="workflows"):
     rescan: bool = False
     workflow_id: str | None = None
 
 
-class Run(Request, tag="run"):
+class Run(Request, frozen=True, tag="run"):
     workflow_id: str
     params: dict[str, Any] = {}
     timeout: float | None = None  # seconds; None means the daemon's default
 
 
-class GetStatus(Request, tag="status"):
+class GetStatus(Request, frozen=True, tag="status"):
     handle: str
 
 
-class GetLogs(Request, tag="logs"):
+class GetLogs(Request, frozen=True, tag="logs"):
     """A page of log entries: after `after` (exclusive) in order, or the last `tail` ones."""
 
     handle: str
@@ -145,24 +145,24 @@ class GetLogs(Request, tag="logs"):
     tail: int | None = None
 
 
-class Follow(Request, tag="follow"):
+class Follow(Request, frozen=True, tag="follow"):
     """Stream entries after `after` until the execution ends; then a final `Finished`."""
 
     handle: str
     after: int = -1
 
 
-class Wait(Request, tag="wait"):
+class Wait(Request, frozen=True, tag="wait"):
     """Answer with `Finished` once the execution has ended."""
 
     handle: str
 
 
-class Cancel(Request, tag="cancel"):
+class Cancel(Request, frozen=True, tag="cancel"):
     handle: str
 
 
-class History(Request, tag="history"):
+class History(Request, frozen=True, tag="history"):
     limit: int = 50
     offset: int = 0
     before: str | None = None  # a handle: continue the listing after it (keyset paging)
@@ -172,11 +172,11 @@ class History(Request, tag="history"):
     until: float | None = None  # created before
 
 
-class GetParams(Request, tag="params"):
+class GetParams(Request, frozen=True, tag="params"):
     handle: str
 
 
-class ParamHistory(Request, tag="param_history"):
+class ParamHistory(Request, frozen=True, tag="param_history"):
     workflow_id: str
     field_name: str | None = None
     limit: int = 10
@@ -200,21 +200,21 @@ RequestType = (
 # --------------------------------------------------------------------------- responses
 
 
-class Response(Message, tag_field="type"):
+class Response(Message, frozen=True, tag_field="type"):
     """Base of responses; the tag goes in the `type` field."""
 
 
-class Hello(Response, tag="hello"):
+class Hello(Response, frozen=True, tag="hello"):
     protocol: int
     daemon_version: str
 
 
-class Error(Response, tag="error"):
+class Error(Response, frozen=True, tag="error"):
     code: str
     message: str
 
 
-class Pong(Response, tag="pong"):
+class Pong(Response, frozen=True, tag="pong"):
     daemon_version: str
     pid: int
     uptime: float
@@ -226,50 +226,50 @@ class Pong(Response, tag="pong"):
     storage_error: str | None = None
 
 
-class WorkflowList(Response, tag="workflow_list"):
+class WorkflowList(Response, frozen=True, tag="workflow_list"):
     workflows: list[Workflow]
     skipped: list[SkippedFile] = []
     conflicts: list[str] = []
 
 
-class Accepted(Response, tag="accepted"):
+class Accepted(Response, frozen=True, tag="accepted"):
     execution: Execution
 
 
-class StatusReply(Response, tag="status"):
+class StatusReply(Response, frozen=True, tag="status"):
     execution: Execution
 
 
-class LogPage(Response, tag="log_page"):
+class LogPage(Response, frozen=True, tag="log_page"):
     entries: list[LogEntry]
     next_after: int  # pass as `after` to continue
     finished: bool  # the execution has ended and `entries` reach its last line
 
 
-class LogBatch(Response, tag="log_batch"):
+class LogBatch(Response, frozen=True, tag="log_batch"):
     """A non-final frame of a `Follow` stream."""
 
     entries: list[LogEntry]
 
 
-class Finished(Response, tag="finished"):
+class Finished(Response, frozen=True, tag="finished"):
     """Final frame of `Follow` and `Wait`."""
 
     execution: Execution
 
 
-class HistoryPage(Response, tag="history_page"):
+class HistoryPage(Response, frozen=True, tag="history_page"):
     executions: list[Execution]
     next_before: str | None = None  # pass as `before` for the next page; None at the end
 
 
-class ParamsReply(Response, tag="params"):
+class ParamsReply(Response, frozen=True, tag="params"):
     handle: str
     workflow_id: str
     params: dict[str, str]
 
 
-class ParamHistoryReply(Response, tag="param_history"):
+class ParamHistoryReply(Response, frozen=True, tag="param_history"):
     workflow_id: str
     values: dict[str, list[str]]  # field name -> distinct recent values, newest first
 
@@ -300,8 +300,8 @@ class FrameError(Exception):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_request_decoder = msgspec.msgpack.Decoder(RequestType)
-_response_decoder = msgspec.msgpack.Decoder(ResponseType)
+_request_decoder: msgspec.msgpack.Decoder[RequestType] = msgspec.msgpack.Decoder(RequestType)
+_response_decoder: msgspec.msgpack.Decoder[ResponseType] = msgspec.msgpack.Decoder(ResponseType)
 
 
 def encode_frame(message: Message) -> bytes:

@@ -1,0 +1,92 @@
+"""Configuration: embedded defaults < TOML file < environment < command-line flags.
+
+The file is `$XDG_CONFIG_HOME/wfm/config.toml` (or `--config` / `WFM_CONFIG`); every key is
+optional. Unknown keys are errors, so a typo is not silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import msgspec
+
+from wfmctl import paths
+
+CONFIG_ENV = "WFM_CONFIG"
+DATABASE_ENV = "WFM_DATABASE"
+WORKFLOW_DIRS_ENV = "WFM_WORKFLOW_DIRS"
+
+
+class ConfigError(Exception):
+    pass
+
+
+class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    database: Path = msgspec.field(default_factory=lambda: paths.state_dir() / "wfm.db")
+    socket: Path = msgspec.field(default_factory=paths.default_socket_path)
+    # None means the defaults: the user's data dir, the legacy dir, the shipped examples.
+    workflow_dirs: list[Path] | None = None
+    # Runs beyond this many wait as NotStarted, in arrival order.
+    max_concurrent: int = 8
+    # Seconds between SIGTERM and SIGKILL when cancelling.
+    cancel_grace: float = 10.0
+    # Seconds a run may take unless the request says otherwise; 0 means no limit.
+    default_timeout: float = 0.0
+    # Longest a printed line waits for its group commit to begin, in seconds.
+    commit_interval: float = 0.025
+    # Seconds a workflow gets to answer --workflow-metadata.
+    probe_timeout: float = 5.0
+    # Seconds between heartbeats (bounds the end time recorded for a crash).
+    heartbeat_interval: float = 5.0
+    # Seconds between checks for executions left Running without a supervisor.
+    recovery_interval: float = 60.0
+    log_level: str = "INFO"
+
+    def check(self) -> None:
+        if self.max_concurrent < 1:
+            raise ConfigError("max_concurrent must be at least 1")
+        for name in ("cancel_grace", "commit_interval", "probe_timeout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        for name in ("heartbeat_interval", "recovery_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.default_timeout < 0:
+            raise ConfigError("default_timeout must not be negative (0 means no limit)")
+
+
+def default_config_path() -> Path:
+    return paths.config_dir() / "config.toml"
+
+
+def load(config_path: Path | None, overrides: dict[str, object]) -> Config:
+    """Build the configuration. `overrides` are flags given on the command line."""
+    explicit = config_path or (Path(os.environ[CONFIG_ENV]) if CONFIG_ENV in os.environ else None)
+    path = explicit or default_config_path()
+    values: dict[str, object] = {}
+    if path.exists() or explicit is not None:
+        try:
+            values = tomllib.loads(path.read_text("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    if DATABASE_ENV in os.environ:
+        values["database"] = os.environ[DATABASE_ENV]
+    if paths.SOCKET_ENV in os.environ:
+        values["socket"] = os.environ[paths.SOCKET_ENV]
+    if WORKFLOW_DIRS_ENV in os.environ:
+        values["workflow_dirs"] = [d for d in os.environ[WORKFLOW_DIRS_ENV].split(":") if d]
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        config = msgspec.convert(values, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration ({path}): {exc}") from exc
+    config.database = config.database.expanduser()
+    config.socket = config.socket.expanduser()
+    if config.workflow_dirs is not None:
+        config.workflow_dirs = [d.expanduser() for d in config.workflow_dirs]
+    config.check()
+    return config

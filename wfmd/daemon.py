@@ -1,0 +1,178 @@
+"""The daemon's life: start every service in order, serve, shut down in order.
+
+Start-up reads nothing proportional to history: the schema version, the executions still
+marked Running or NotStarted (an index range), and the heartbeat row.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import trio
+
+from wfmctl import paths
+
+from . import __version__, recovery
+from .config import Config
+from .discovery import default_workflow_dirs
+from .dispatch import Dispatcher
+from .scheduler import Scheduler
+from .server import Server
+from .services import Services, WorkflowCatalog
+from .store import Store
+from .supervisor import Supervisor
+from .writer import LogWriter
+
+log = logging.getLogger(__name__)
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+@contextmanager
+def database_lock(database: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the database: one daemon per database.
+
+    flock, unlike SQLite's own locks, does not stop people reading the database with `sqlite3`,
+    and the kernel releases it when the holder dies, even by `kill -9`.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = database.with_name(database.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise AlreadyRunning(
+                f"another wfmd (pid {holder}) is already using the database {database}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+def prepare_socket_dir(socket_path: Path) -> None:
+    """The socket's directory: created 0700; the default one must also be ours alone."""
+    directory = socket_path.parent
+    if directory == paths.runtime_dir():
+        paths.ensure_private_dir(directory)
+    else:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def notify_systemd(message: str) -> None:
+    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if we have one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(address)
+            sock.sendall(message.encode())
+        except OSError as exc:
+            log.warning("could not notify systemd: %s", exc)
+
+
+async def serve(
+    config: Config, *, task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run the daemon until SIGTERM or SIGINT, then shut down cleanly.
+
+    Cancellation: children are killed (their process groups), the socket is removed and the
+    database closed; lines not yet committed may be lost, which is why a signal does not
+    cancel but shuts down in order.
+    """
+    prepare_socket_dir(config.socket)
+    with database_lock(config.database):
+        store = await Store.open(config.database)
+        try:
+            await _serve(config, store, task_status)
+        finally:
+            await store.close()
+
+
+async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Services]) -> None:
+    recovered = await recovery.recover(store, supervised=(), after_crash=True)
+    if recovered:
+        log.warning("recovered %d execution(s) left running by a daemon that died", recovered)
+    catalog = WorkflowCatalog(config.workflow_dirs or default_workflow_dirs(), config.probe_timeout)
+    writer = LogWriter(store, commit_interval=config.commit_interval)
+    supervisor = Supervisor(
+        store,
+        writer,
+        max_concurrent=config.max_concurrent,
+        cancel_grace=config.cancel_grace,
+        default_timeout=config.default_timeout or None,
+    )
+    services = Services(store, writer, supervisor, catalog, config.socket, __version__)
+    server = Server(config.socket, Dispatcher(services), __version__)
+    scheduler = Scheduler(
+        store,
+        supervisor,
+        heartbeat_interval=config.heartbeat_interval,
+        recovery_interval=config.recovery_interval,
+    )
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as root:
+            await catalog.rescan()
+            _report_catalog(catalog)
+            writer_done = trio.Event()
+
+            async def run_writer(*, task_status: trio.TaskStatus[None]) -> None:
+                await writer.run(task_status=task_status)
+                writer_done.set()
+
+            await root.start(run_writer)
+            await root.start(supervisor.run)
+            await root.start(scheduler.run)
+            server_scope = trio.CancelScope()
+
+            async def run_server(*, task_status: trio.TaskStatus[None]) -> None:
+                with server_scope:
+                    await server.run(task_status=task_status)
+
+            await root.start(run_server)
+            log.info("wfmd %s ready on %s (database %s)", __version__, config.socket, store.path)
+            notify_systemd("READY=1")
+            task_status.started(services)
+
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    root.start_soon(_rescan, catalog)
+                    continue
+                log.info("received %s: shutting down", signal.Signals(signum).name)
+                break
+            notify_systemd("STOPPING=1")
+            server_scope.cancel()
+            await supervisor.shutdown()
+            await writer.close()
+            await writer_done.wait()
+            root.cancel_scope.cancel()
+    log.info("wfmd stopped")
+
+
+async def _rescan(catalog: WorkflowCatalog) -> None:
+    await catalog.rescan()
+    _report_catalog(catalog)
+
+
+def _report_catalog(catalog: WorkflowCatalog) -> None:
+    current = catalog.current
+    log.info("%d workflow(s) in %s", len(current.workflows), ", ".join(map(str, catalog.dirs)))
+    for skipped in current.skipped:
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    for conflict in current.conflicts:
+        log.warning("conflict: %s", conflict)

@@ -1,0 +1,143 @@
+"""`wfmd`: command line, logging, and the exit codes people and systemd see."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+from pathlib import Path
+
+import trio
+
+from wfmctl.paths import RuntimeDirError
+
+from . import __version__
+from .config import Config, ConfigError, default_config_path, load
+from .daemon import AlreadyRunning, serve
+from .server import SocketInUse, SocketPathError
+from .store import DatabaseError
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # an unexpected failure (a bug): the log has the traceback
+EXIT_USAGE = 2  # bad flags or configuration
+EXIT_ALREADY_RUNNING = 3  # another daemon owns the socket or the database
+EXIT_DATABASE_CORRUPT = 4  # not a database, or corrupt: the file was left untouched
+EXIT_DATABASE_TOO_NEW = 5  # written by a newer wfm: the file was left untouched
+EXIT_RUNTIME_DIR = 6  # the socket's directory or path cannot be used safely
+EXIT_STORAGE = 7  # the database cannot be opened or written (permissions, disk, locked)
+
+_DATABASE_EXITS = {
+    "corrupt": EXIT_DATABASE_CORRUPT,
+    "too_new": EXIT_DATABASE_TOO_NEW,
+    "locked": EXIT_STORAGE,
+    "unwritable": EXIT_STORAGE,
+}
+
+EPILOG = f"""\
+configuration: {default_config_path()} (TOML; see README), overridden by the
+environment (WFM_CONFIG, WFM_DATABASE, WFM_SOCKET, WFM_WORKFLOW_DIRS) and by these flags.
+
+exit codes:
+  {EXIT_OK}  stopped cleanly (SIGTERM / SIGINT)
+  {EXIT_ERROR}  unexpected error
+  {EXIT_USAGE}  bad flags or configuration
+  {EXIT_ALREADY_RUNNING}  another wfmd already serves this socket or database
+  {EXIT_DATABASE_CORRUPT}  the database file is not a database or is corrupt (left untouched)
+  {EXIT_DATABASE_TOO_NEW}  the database was written by a newer wfm (left untouched)
+  {EXIT_RUNTIME_DIR}  the socket directory is unsafe or the socket cannot be created
+  {EXIT_STORAGE}  the database cannot be opened or written
+"""
+
+# Each client connection and each running workflow holds descriptors; the usual soft limit
+# of 1024 would cap us well below what the hard limit allows.
+WANTED_OPEN_FILES = 65536
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="wfmd",
+        description="wfm daemon: runs workflows as supervised processes and records "
+        "every execution in SQLite.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"wfmd {__version__}")
+    parser.add_argument("--config", type=Path, help="configuration file (TOML)")
+    parser.add_argument("--database", type=Path, help="SQLite database path")
+    parser.add_argument("--socket", type=Path, help="Unix socket path")
+    parser.add_argument(
+        "--workflow-dir",
+        dest="workflow_dirs",
+        type=Path,
+        action="append",
+        help="a directory of workflows (repeatable; replaces the defaults)",
+    )
+    parser.add_argument("--max-concurrent", type=int, help="runs at once (default 8)")
+    parser.add_argument("--cancel-grace", type=float, help="seconds from SIGTERM to SIGKILL")
+    parser.add_argument("--default-timeout", type=float, help="seconds per run, 0 = none")
+    parser.add_argument(
+        "--commit-interval", type=float, help="longest a line waits before commit (s)"
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    return parser.parse_args(argv)
+
+
+def raise_open_file_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = WANTED_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, WANTED_OPEN_FILES)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one real error inside nested single-exception groups (Trio nurseries wrap)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def exit_code_for(exc: BaseException, log: logging.Logger) -> int:
+    """Expected failures are one clear log line; anything else gets its traceback."""
+    match exc:
+        case AlreadyRunning() | SocketInUse():
+            code = EXIT_ALREADY_RUNNING
+        case RuntimeDirError() | SocketPathError():
+            code = EXIT_RUNTIME_DIR
+        case DatabaseError():
+            code = _DATABASE_EXITS.get(exc.kind, EXIT_STORAGE)
+        case PermissionError():
+            code = EXIT_STORAGE
+        case KeyboardInterrupt():
+            return EXIT_OK
+        case _:
+            log.error("wfmd failed", exc_info=exc)
+            return EXIT_ERROR
+    log.error("%s", exc)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "config"}
+    try:
+        config: Config = load(args.config, overrides)
+    except ConfigError as exc:
+        print(f"wfmd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    raise_open_file_limit()
+    log = logging.getLogger("wfmd")
+    try:
+        trio.run(serve, config)
+    except BaseException as exc:  # every failure must become an exit code
+        return exit_code_for(_unwrap(exc), log)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Housekeeping on a schedule: the heartbeat, and recovery of orphaned executions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from . import recovery
+from .ingest import now_ms
+from .store import StorageFull, Store, beat
+from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        supervisor: Supervisor,
+        *,
+        heartbeat_interval: float,
+        recovery_interval: float,
+    ) -> None:
+        self._store = store
+        self._supervisor = supervisor
+        self._heartbeat_interval = heartbeat_interval
+        self._recovery_interval = recovery_interval
+        self._started_at = now_ms()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await self._beat()
+            nursery.start_soon(self._every, self._heartbeat_interval, self._beat)
+            nursery.start_soon(self._every, self._recovery_interval, self._recover)
+            task_status.started()
+
+    async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:
+        while True:
+            await trio.sleep(interval)
+            try:
+                await job()
+            except StorageFull as exc:
+                log.error("scheduled job %s failed: %s", getattr(job, "__name__", job), exc)
+
+    async def _beat(self) -> None:
+        await self._store.call(beat, os.getpid(), self._started_at, now_ms())
+
+    async def _recover(self) -> None:
+        await recovery.recover(
+            self._store, supervised=self._supervisor.running_ids(), after_crash=False
+        )

@@ -1,0 +1,187 @@
+"""The Unix socket: binding it safely, and one task per connection speaking frames.
+
+A handler never lets an exception escape (`trio.serve_listeners` would die with it): bad input
+becomes an `Error` frame, a bad frame also closes that one connection, and everyone else is
+served as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+import struct
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import trio
+
+from wfmctl import protocol
+from wfmctl.protocol import Error, ErrorCode, FrameError, Hello, RequestType, Response
+
+log = logging.getLogger(__name__)
+
+# Pending connections the kernel queues while we are busy accepting.
+LISTEN_BACKLOG = 512
+
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+Send = Callable[[Response], Awaitable[None]]
+Dispatch = Callable[[RequestType, Send], Awaitable[None]]
+
+
+class SocketInUse(Exception):
+    """Another daemon answers on the socket path."""
+
+
+class SocketPathError(Exception):
+    """The socket path cannot be used (not a socket, no permission, ...)."""
+
+
+def _socket_answers(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            return False
+        raise SocketPathError(f"cannot probe existing socket {path}: {exc}") from exc
+    finally:
+        probe.close()
+    return True
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Socket exists → try to connect → in use (refuse), or stale (remove)."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SocketPathError(f"{path} exists and is not a socket; not touching it")
+    if _socket_answers(path):
+        raise SocketInUse(f"another wfmd is already listening on {path}")
+    log.info("removing stale socket %s left by a daemon that died", path)
+    path.unlink(missing_ok=True)
+
+
+async def open_unix_listener(path: Path) -> trio.SocketListener:
+    """Bind `path` with mode 0600 and listen. Its directory must already be safe."""
+    remove_stale_socket(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await sock.bind(str(path))
+        os.chmod(path, 0o600)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise SocketPathError(f"cannot listen on {path}: {exc}") from exc
+    return trio.SocketListener(sock)
+
+
+def peer_uid(stream: trio.SocketStream) -> int:
+    raw = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    _pid, uid, _gid = _PEERCRED.unpack(raw)
+    return int(uid)
+
+
+async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes | None:
+    """`size` bytes, or None if the peer closed first."""
+    buf = bytearray()
+    while len(buf) < size:
+        data = await stream.receive_some(min(size - len(buf), 1 << 20))
+        if not data:
+            return None
+        buf += data
+    return bytes(buf)
+
+
+class Connection:
+    """One client: hello, then requests in turn until it hangs up or sends a bad frame."""
+
+    def __init__(self, stream: trio.SocketStream, dispatch: Dispatch, version: str) -> None:
+        self._stream = stream
+        self._dispatch = dispatch
+        self._version = version
+
+    async def send(self, response: Response) -> None:
+        await self._stream.send_all(protocol.encode_frame(response))
+
+    async def error(self, code: str, message: str) -> None:
+        await self.send(Error(code=code, message=message))
+
+    async def serve(self) -> None:
+        """Cancellation: the connection is closed; a request in progress is abandoned."""
+        async with self._stream:
+            try:
+                await self._serve()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the client went away
+            except Exception as exc:
+                log.exception("connection handler failed")
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.error(ErrorCode.INTERNAL, f"internal error: {exc}")
+
+    async def _serve(self) -> None:
+        if peer_uid(self._stream) != os.getuid():
+            await self.error(ErrorCode.BAD_REQUEST, "connections from other users are refused")
+            return
+        await self.send(Hello(protocol=protocol.PROTOCOL_VERSION, daemon_version=self._version))
+        while True:
+            header = await _receive_exactly(self._stream, protocol.HEADER.size)
+            if header is None:
+                return
+            try:
+                length = protocol.frame_length(header)
+            except FrameError as exc:
+                await self.error(ErrorCode.BAD_FRAME, str(exc))
+                return
+            body = await _receive_exactly(self._stream, length)
+            if body is None:
+                return
+            try:
+                request = protocol.decode_request(body)
+            except msgspec.ValidationError as exc:
+                await self.error(ErrorCode.BAD_REQUEST, f"invalid request: {exc}")
+                continue
+            except msgspec.DecodeError as exc:
+                await self.error(ErrorCode.BAD_FRAME, f"undecodable frame: {exc}")
+                return
+            await self._dispatch(request, self.send)
+
+
+class Server:
+    def __init__(self, path: Path, dispatch: Dispatch, version: str) -> None:
+        self.path = path
+        self._dispatch = dispatch
+        self._version = version
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; ready once the socket accepts connections.
+
+        Cancellation: stops accepting, closes every connection, removes the socket file.
+        """
+        listener = await open_unix_listener(self.path)
+        try:
+            async with listener, trio.open_nursery() as nursery:
+                task_status.started()
+                while True:
+                    try:
+                        stream = await listener.accept()
+                    except OSError as exc:
+                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            log.error("accept failed (%s); retrying shortly", exc)
+                            await trio.sleep(0.1)
+                            continue
+                        raise
+                    connection = Connection(stream, self._dispatch, self._version)
+                    nursery.start_soon(connection.serve)
+        finally:
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,126 @@
+"""The store: the only code that touches APSW.
+
+Every database call goes through `Store.call`, which runs it on a worker thread under a
+capacity limiter of one: the Trio loop never blocks on SQLite, SQLite never sees two calls at
+once, and no transaction is ever open across an `await` (each call is one synchronous function
+that begins and ends its own transactions).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
+
+import apsw
+import trio
+
+from wfmctl.protocol import Execution, LogEntry
+
+from . import executions, logs
+from .database import DatabaseError, close_database, open_database
+from .executions import Finish, HistoryFilter, LookupFailed, StoredExecution
+from .logs import LogRow
+
+__all__ = [
+    "DatabaseError",
+    "Finish",
+    "HistoryFilter",
+    "LogRow",
+    "LookupFailed",
+    "StorageFull",
+    "Store",
+    "StoredExecution",
+    "executions",
+    "logs",
+]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Errors that mean "storage is in trouble, try again later" rather than "your bug".
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    apsw.FullError,
+    apsw.IOError,
+    apsw.ReadOnlyError,
+    apsw.BusyError,
+    apsw.LockedError,
+)
+
+
+class StorageFull(Exception):
+    """A write failed because of the storage (full disk, I/O error, read-only, locked)."""
+
+
+class Store:
+    """The one database connection, and the one thread that uses it."""
+
+    def __init__(self, conn: apsw.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        """Open and migrate. Raises DatabaseError without touching an unusable file."""
+        conn = await trio.to_thread.run_sync(open_database, path)
+        return cls(conn, path)
+
+    async def call(
+        self,
+        fn: Callable[Concatenate[apsw.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run `fn(conn, *args, **kwargs)` on the database thread.
+
+        Storage failures come back as StorageFull; lookups that find nothing as LookupFailed.
+
+        Cancellation: a call that has started runs to completion (SQLite cannot be interrupted
+        safely mid-transaction); the cancellation is delivered when it returns.
+        """
+        bound = functools.partial(fn, self._conn, *args, **kwargs)
+        try:
+            return await trio.to_thread.run_sync(bound, limiter=self._limiter)
+        except STORAGE_ERRORS as exc:
+            raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Checkpoint and close.
+
+        Cancellation: runs shielded, so the WAL is always checkpointed once started.
+        """
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(close_database, self._conn, limiter=self._limiter)
+
+
+def write_batch(conn: apsw.Connection, rows: list[LogRow], finishes: list[Finish]) -> None:
+    """Commit log rows and the endings they lead to, in one transaction: nobody ever sees an
+    execution finished without its last lines."""
+    with conn:
+        logs.insert_rows(conn, rows)
+        executions.apply_finishes(conn, finishes)
+
+
+def status_and_logs(
+    conn: apsw.Connection, execution_id: int, after: int, limit: int
+) -> tuple[Execution, list[LogEntry]]:
+    """An execution's status, then its entries after `after`: read in this order, a status
+    that says it has ended guarantees the entries are complete."""
+    info = executions.get_by_id(conn, execution_id).info
+    return info, logs.read_after(conn, execution_id, after, limit)
+
+
+def beat(conn: apsw.Connection, pid: int, started_at: int, now: int) -> None:
+    with conn:
+        conn.execute(
+            "INSERT INTO daemon_heartbeat (id, pid, started_at, beat_at) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET pid = ?, started_at = ?, beat_at = ?",
+            (pid, started_at, now, pid, started_at, now),
+        )
+
+
+def last_beat(conn: apsw.Connection) -> int | None:
+    value = conn.execute("SELECT beat_at FROM daemon_heartbeat WHERE id = 1").get
+    return None if value is None else int(value)

@@ -1,0 +1,165 @@
+"""Opening the database: refuse what we must not touch, back up, migrate.
+
+Migrations are the numbered `NNNN_name.sql` files of `schema/`, applied in order, each in one
+transaction together with the `schema_version` row that records it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import apsw
+import apsw.bestpractice
+
+# A writer that finds the database busy (someone running `sqlite3` on it, a checkpoint) waits
+# this long before the statement fails; long enough to ride out a human's query.
+BUSY_TIMEOUT_MS = 5_000
+
+# Pages of WAL before an automatic checkpoint. Larger than SQLite's 1000 so that a burst of
+# ingestion is not interrupted by checkpoints every 4 MB.
+WAL_AUTOCHECKPOINT_PAGES = 4_000
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class DatabaseError(Exception):
+    """The database cannot be used. `kind` selects the daemon's exit code."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "corrupt", "too_new", "locked", "unwritable", "io"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations() -> list[Migration]:
+    """The migrations shipped with this code, in order.
+
+    An installed wheel carries them as `wfmd/schema`; a source checkout has them in the
+    top-level `schema/` directory.
+    """
+    packaged = resources.files("wfmd").joinpath("schema")
+    if packaged.is_dir():
+        files = {entry.name: entry.read_text("utf-8") for entry in packaged.iterdir()}
+    else:
+        checkout = Path(__file__).resolve().parents[2] / "schema"
+        files = {p.name: p.read_text("utf-8") for p in checkout.glob("*.sql")}
+    migrations = []
+    for name, sql in files.items():
+        match = _MIGRATION_NAME.match(name)
+        if match:
+            migrations.append(Migration(int(match[1]), match[2], sql))
+    migrations.sort(key=lambda m: m.version)
+    expected = list(range(1, len(migrations) + 1))
+    if [m.version for m in migrations] != expected:
+        raise RuntimeError(f"schema migrations are not numbered 1..N: {sorted(files)}")
+    return migrations
+
+
+def open_database(path: Path) -> apsw.Connection:
+    """Open (creating if needed) and migrate the database at `path`.
+
+    Raises DatabaseError, leaving the file untouched, if it is not a database, is corrupt, or
+    was written by a newer wfm.
+    """
+    apsw.bestpractice.apply(apsw.bestpractice.recommended)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists() and path.stat().st_size > 0
+    try:
+        conn = apsw.Connection(str(path))
+    except apsw.CantOpenError as exc:
+        raise DatabaseError("unwritable", f"cannot open database {path}: {exc}") from exc
+    except (apsw.NotADBError, apsw.CorruptError) as exc:
+        raise DatabaseError("corrupt", f"{path} is not a usable wfm database: {exc}") from exc
+    try:
+        _check_readable(conn, path)
+        conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        conn.wal_autocheckpoint(WAL_AUTOCHECKPOINT_PAGES)
+        _migrate(conn, path, existed)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_readable(conn: apsw.Connection, path: Path) -> None:
+    try:
+        # The first read of the file: this is where "not a database" and corruption show.
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+    except (apsw.NotADBError, apsw.CorruptError) as exc:
+        raise DatabaseError("corrupt", f"{path} is not a usable wfm database: {exc}") from exc
+    except (apsw.BusyError, apsw.LockedError) as exc:
+        raise DatabaseError("locked", f"{path} is locked by another process: {exc}") from exc
+
+
+def current_version(conn: apsw.Connection) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'"
+    ).get
+    if not exists:
+        return 0
+    version = conn.execute("SELECT max(version) FROM schema_version").get
+    return int(version or 0)
+
+
+def _migrate(conn: apsw.Connection, path: Path, existed: bool) -> None:
+    migrations = load_migrations()
+    latest = migrations[-1].version
+    version = current_version(conn)
+    if version > latest:
+        raise DatabaseError(
+            "too_new",
+            f"{path} has schema version {version}, but this wfmd knows only up to {latest}; "
+            "upgrade wfm (the database was not modified)",
+        )
+    if version == latest:
+        return
+    has_tables = conn.execute("SELECT count(*) FROM sqlite_schema").get
+    if existed and has_tables:
+        backup_before_migration(conn, path, version)
+    else:
+        # Must precede the first table: SQLite can switch auto_vacuum on later only with a
+        # full VACUUM. Retention frees pages with incremental_vacuum.
+        conn.pragma("auto_vacuum", "INCREMENTAL")
+    try:
+        for migration in migrations[version:]:
+            with conn:
+                conn.execute(migration.sql)
+                conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                    (migration.version, migration.name, int(time.time() * 1000)),
+                )
+    except (apsw.FullError, apsw.IOError, apsw.ReadOnlyError) as exc:
+        raise DatabaseError("unwritable", f"cannot migrate {path}: {exc}") from exc
+
+
+def backup_before_migration(conn: apsw.Connection, path: Path, version: int) -> Path:
+    """Write a consistent copy of the database beside it before changing its schema."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    conn.execute("VACUUM INTO ?", (str(partial),))
+    # Renamed only once complete, so a crash mid-backup never leaves a plausible-looking copy.
+    os.replace(partial, target)
+    return target
+
+
+def close_database(conn: apsw.Connection) -> None:
+    """Checkpoint the WAL into the main file and close: a clean database for `sqlite3` users."""
+    try:
+        conn.pragma("optimize")
+        conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+    except apsw.Error:
+        pass  # the data is safe in the WAL; the next open checkpoints it
+    conn.close()

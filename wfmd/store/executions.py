@@ -1,0 +1,231 @@
+"""Execution rows: create, start, finish, look up, list.
+
+Plain functions over an open connection; the `Store` runs them on the database thread.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import apsw
+
+from wfmctl.protocol import Execution, Status
+
+# How many of a workflow's most recent executions `param_history` looks at. Bounded so the
+# query costs the same with ten runs in history or ten million.
+PARAM_HISTORY_SCAN = 200
+
+# Handles are UUIDs: hex digits and dashes, all below "~" in ASCII, so `prefix + "~"` is an
+# exclusive upper bound for an index range scan of every handle starting with `prefix`.
+_PREFIX_END = "~"
+
+_COLUMNS = (
+    "id, handle, workflow_id, status, reason, created_at, started_at, ended_at, "
+    "exit_code, signal, timeout_ms, log_count, pid, argv"
+)
+
+
+class LookupFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class StoredExecution:
+    """An execution as stored, with the internal fields the daemon needs."""
+
+    id: int
+    pid: int | None
+    argv: list[str]
+    info: Execution
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """How an execution ended; written in the same transaction as its last log lines."""
+
+    execution_id: int
+    status: Status
+    reason: str
+    ended_at: int
+    log_count: int
+    exit_code: int | None = None
+    signal: int | None = None
+
+
+def _seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000.0
+
+
+def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> StoredExecution:
+    (eid, handle, workflow_id, status, reason, created, started, ended) = row[:8]
+    (exit_code, signal, timeout_ms, log_count, pid, argv) = row[8:]
+    info = Execution(
+        handle=handle,
+        workflow_id=workflow_id,
+        status=status,
+        created_at=created / 1000.0,
+        started_at=_seconds(started),
+        ended_at=_seconds(ended),
+        exit_code=exit_code,
+        signal=signal,
+        reason=reason,
+        log_count=log_count,
+        timeout=_seconds(timeout_ms),
+        params=params or {},
+    )
+    return StoredExecution(id=eid, pid=pid, argv=json.loads(argv), info=info)
+
+
+def create(
+    conn: apsw.Connection,
+    *,
+    handle: str,
+    workflow_id: str,
+    params: Sequence[tuple[int, str, str]],
+    argv: Sequence[str],
+    timeout_ms: int | None,
+    now: int,
+) -> StoredExecution:
+    with conn:
+        conn.execute(
+            "INSERT INTO executions (handle, workflow_id, status, reason, created_at,"
+            " timeout_ms, argv) VALUES (?, ?, 'NotStarted', 'waiting for a free slot', ?, ?, ?)",
+            (handle, workflow_id, now, timeout_ms, json.dumps(list(argv))),
+        )
+        eid = conn.last_insert_rowid()
+        conn.executemany(
+            "INSERT INTO execution_params (execution_id, position, name, value)"
+            " VALUES (?, ?, ?, ?)",
+            [(eid, pos, name, value) for pos, name, value in params],
+        )
+    return get_by_id(conn, eid)
+
+
+def mark_running(conn: apsw.Connection, execution_id: int, pid: int, now: int) -> None:
+    with conn:
+        conn.execute(
+            "UPDATE executions SET status = 'Running', reason = NULL, started_at = ?, pid = ?"
+            " WHERE id = ?",
+            (now, pid, execution_id),
+        )
+
+
+def apply_finishes(conn: apsw.Connection, finishes: Sequence[Finish]) -> None:
+    """Record how executions ended. The caller holds the transaction."""
+    conn.executemany(
+        "UPDATE executions SET status = ?, reason = ?, ended_at = ?, exit_code = ?,"
+        " signal = ?, log_count = ?, pid = NULL WHERE id = ?",
+        [
+            (f.status, f.reason, f.ended_at, f.exit_code, f.signal, f.log_count, f.execution_id)
+            for f in finishes
+        ],
+    )
+
+
+def get_by_id(conn: apsw.Connection, execution_id: int) -> StoredExecution:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM executions WHERE id = ?", (execution_id,)).get
+    if row is None:
+        raise LookupFailed("not_found", f"no execution with internal id {execution_id}")
+    return _from_row(cast(Sequence[Any], row), get_params(conn, execution_id))
+
+
+def resolve(conn: apsw.Connection, handle: str) -> StoredExecution:
+    """Find an execution by its full handle or a unique prefix of it."""
+    if not handle:
+        raise LookupFailed("not_found", "empty handle")
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM executions WHERE handle >= ? AND handle < ?"
+        " ORDER BY handle LIMIT 2",
+        (handle, handle + _PREFIX_END),
+    ).fetchall()
+    exact = [r for r in rows if r[1] == handle]
+    if exact:
+        rows = exact
+    if not rows:
+        raise LookupFailed("not_found", f"no execution with handle {handle!r}")
+    if len(rows) > 1:
+        raise LookupFailed("ambiguous", f"handle prefix {handle!r} matches more than one execution")
+    row = rows[0]
+    return _from_row(row, get_params(conn, cast(int, row[0])))
+
+
+def get_params(conn: apsw.Connection, execution_id: int) -> dict[str, str]:
+    rows = conn.execute(
+        "SELECT name, value FROM execution_params WHERE execution_id = ? ORDER BY position",
+        (execution_id,),
+    )
+    return {str(name): str(value) for name, value in rows}
+
+
+def active(conn: apsw.Connection) -> list[StoredExecution]:
+    """Executions that are Running or NotStarted, oldest first (an index range, not a scan)."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM executions WHERE status IN ('NotStarted', 'Running') ORDER BY id"
+    ).fetchall()
+    return [_from_row(r, get_params(conn, cast(int, r[0]))) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryFilter:
+    limit: int = 50
+    offset: int = 0
+    before: str | None = None
+    workflow_id: str | None = None
+    status: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], str | None]:
+    """Newest first. Returns the page and the handle to pass as `before` for the next one."""
+    where: list[str] = []
+    args: list[object] = []
+    if f.before is not None:
+        where.append("id < ?")
+        args.append(resolve(conn, f.before).id)
+    if f.workflow_id is not None:
+        where.append("workflow_id = ?")
+        args.append(f.workflow_id)
+    if f.status is not None:
+        where.append("status = ?")
+        args.append(f.status)
+    if f.since_ms is not None:
+        where.append("created_at >= ?")
+        args.append(f.since_ms)
+    if f.until_ms is not None:
+        where.append("created_at < ?")
+        args.append(f.until_ms)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM executions {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*args, f.limit + 1, f.offset),
+    ).fetchall()
+    page = [_from_row(r).info for r in rows[: f.limit]]
+    next_before = page[-1].handle if len(rows) > f.limit and page else None
+    return page, next_before
+
+
+def param_history(
+    conn: apsw.Connection, workflow_id: str, field_name: str | None, limit: int
+) -> dict[str, list[str]]:
+    """Distinct recent values of each parameter of a workflow, newest first."""
+    sql = (
+        "SELECT p.name, p.value FROM ("
+        "  SELECT id FROM executions WHERE workflow_id = ? ORDER BY id DESC LIMIT ?"
+        ") AS e JOIN execution_params AS p ON p.execution_id = e.id"
+    )
+    args: list[object] = [workflow_id, PARAM_HISTORY_SCAN]
+    if field_name is not None:
+        sql += " WHERE p.name = ?"
+        args.append(field_name)
+    values: dict[str, list[str]] = {}
+    for name, value in conn.execute(sql + " ORDER BY e.id DESC, p.position", args):
+        seen = values.setdefault(name, [])
+        if value not in seen and len(seen) < limit:
+            seen.append(value)
+    return values

@@ -1,0 +1,153 @@
+"""Log rows: writing batches and reading entries back by sequence number.
+
+A row holds consecutive lines of one stream received together, or one structured event (see
+schema/0001_initial.sql). Its key is `(execution_id << SEQ_BITS) | first_seq`, so one
+execution's log is one contiguous key range in sequence order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import apsw
+import msgspec
+
+from wfmctl.protocol import LogEntry
+
+SEQ_BITS = 32
+SEQ_MASK = (1 << SEQ_BITS) - 1
+EVENT_MARKER = b"__WF_EVENT__:"
+
+STDOUT = 1
+STDERR = 2
+_STREAM_NAMES: dict[int, Literal["stdout", "stderr"]] = {STDOUT: "stdout", STDERR: "stderr"}
+
+_json = msgspec.json.Decoder(dict[str, Any])
+
+# Text per page of entries: keeps every reply well inside protocol.MAX_FRAME (16 MiB) even
+# when the lines are maximal (1 MiB); a page always holds at least one entry.
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+
+
+def row_key(execution_id: int, seq: int) -> int:
+    return (execution_id << SEQ_BITS) | seq
+
+
+def key_range(execution_id: int) -> tuple[int, int]:
+    return execution_id << SEQ_BITS, (execution_id << SEQ_BITS) | SEQ_MASK
+
+
+@dataclass(slots=True)
+class LogRow:
+    """One row to insert. `data` may grow while the writer merges later reads into it."""
+
+    key: int
+    stream: int
+    ts: int
+    lines: int
+    event: str | None
+    data: bytes | bytearray
+
+
+def insert_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
+    """The caller holds the transaction."""
+    conn.executemany(
+        "INSERT INTO execution_logs (id, stream, ts, lines, event, data) VALUES (?, ?, ?, ?, ?, ?)",
+        ((r.key, r.stream, r.ts, r.lines, r.event, bytes(r.data)) for r in rows),
+    )
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return lines
+
+
+def _entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
+    key, stream, ts, _count, event, data = row
+    first = key & SEQ_MASK
+    stream_name = _STREAM_NAMES.get(stream, "stderr")
+    seconds = ts / 1000.0
+    out = []
+    for offset, raw in enumerate(split_lines(data)):
+        line = raw.decode("utf-8", "replace")
+        fields = None
+        if event is not None:
+            fields = _json.decode(raw[len(EVENT_MARKER) :])
+            fields.pop("type", None)
+        out.append(
+            LogEntry(
+                seq=first + offset,
+                ts=seconds,
+                stream=stream_name,
+                type=event or "raw_output",
+                line=line,
+                event=fields,
+            )
+        )
+    return out
+
+
+_SELECT = "SELECT id, stream, ts, lines, event, data FROM execution_logs"
+
+
+def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int) -> list[LogEntry]:
+    """Up to `limit` entries with seq > `after`, in order."""
+    lo, hi = key_range(execution_id)
+    first_wanted = row_key(execution_id, after + 1) if after >= 0 else lo
+    # The row holding `after + 1` may start before it: begin at the last row at or below it.
+    start = conn.execute(
+        "SELECT max(id) FROM execution_logs WHERE id BETWEEN ? AND ?", (lo, first_wanted)
+    ).get
+    out: list[LogEntry] = []
+    size = 0
+    for row in conn.execute(f"{_SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (start or lo, hi)):
+        for entry in _entries(row, execution_id):
+            if entry.seq <= after:
+                continue
+            size += len(entry.line)
+            if len(out) >= limit or (out and size > MAX_PAGE_BYTES):
+                return out
+            out.append(entry)
+    return out
+
+
+def read_tail(conn: apsw.Connection, execution_id: int, count: int) -> list[LogEntry]:
+    """The last `count` entries, in order."""
+    lo, hi = key_range(execution_id)
+    rows = []
+    lines = 0
+    for row in conn.execute(f"{_SELECT} WHERE id BETWEEN ? AND ? ORDER BY id DESC", (lo, hi)):
+        rows.append(row)
+        lines += row[3]
+        if lines >= count:
+            break
+    entries: list[LogEntry] = []
+    for row in reversed(rows):
+        entries.extend(_entries(row, execution_id))
+    out: list[LogEntry] = []
+    size = 0
+    for entry in reversed(entries[-count:] if count else []):
+        size += len(entry.line)
+        if out and size > MAX_PAGE_BYTES:
+            break
+        out.append(entry)
+    out.reverse()
+    return out
+
+
+def last_entry(conn: apsw.Connection, execution_id: int) -> tuple[int, int | None]:
+    """(next sequence number, receive time of the last entry in ms) of an execution's log."""
+    lo, hi = key_range(execution_id)
+    row = conn.execute(
+        "SELECT id, lines, ts FROM execution_logs WHERE id BETWEEN ? AND ? ORDER BY id DESC"
+        " LIMIT 1",
+        (lo, hi),
+    ).get
+    if row is None:
+        return 0, None
+    key, lines, ts = row
+    return (key & SEQ_MASK) + lines, ts

@@ -1,0 +1,316 @@
+"""The supervisor: a queue of accepted runs, a limit on how many run at once, one task each.
+
+Every accepted run is in the database before `submit` returns (as NotStarted), so a daemon
+that dies with runs queued starts them after its restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import subprocess
+import uuid
+from collections import deque
+from collections.abc import Container, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from wfmctl.protocol import Execution, Status
+
+from . import process
+from .ingest import Pump, now_ms
+from .store import Finish, StorageFull, Store, StoredExecution, executions
+from .store.logs import STDERR, STDOUT
+from .writer import LogWriter
+
+log = logging.getLogger(__name__)
+
+# After the main child exits, how long its pipes may take to reach EOF before whatever is
+# left of its process group is killed. Long enough for a pipeline's last stage to finish.
+DRAIN_GRACE = 0.5
+
+# After the group is gone, a pipe still open is held by a process that left the group
+# (setsid); stop reading it once it has been silent this long.
+ORPHAN_PIPE_GRACE = 1.0
+
+# How often the orphan-pipe watchdog looks at the pumps.
+WATCHDOG_TICK = 0.1
+
+
+class RunRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class _Active:
+    stored: StoredExecution
+    stop: trio.Event = field(default_factory=trio.Event)
+    stop_status: Status = "Cancelled"
+    stop_reason: str = "cancelled by request"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: Store,
+        writer: LogWriter,
+        *,
+        max_concurrent: int,
+        cancel_grace: float,
+        default_timeout: float | None,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._max_concurrent = max_concurrent
+        self._cancel_grace = cancel_grace
+        self._default_timeout = default_timeout
+        self._queue: deque[StoredExecution] = deque()
+        self._running: dict[int, _Active] = {}
+        self._accepting = True
+        self._all_done = trio.Event()
+        self._none_running: trio.Event | None = None  # set by shutdown, to wait for the last
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    @property
+    def queued_count(self) -> int:
+        return len(self._queue)
+
+    def running_ids(self) -> Container[int]:
+        """A live view (not a copy) of the executions this daemon supervises right now."""
+        return self._running.keys()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Restore runs queued by an earlier daemon, then supervise until `shutdown`.
+
+        Cancellation: every child's process group is killed (see `_execute`).
+        """
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            for stored in await self._store.call(executions.active):
+                if stored.info.status == "NotStarted":
+                    self._queue.append(stored)
+            self._fill_slots()
+            task_status.started()
+            await self._all_done.wait()
+
+    async def submit(
+        self,
+        *,
+        workflow_id: str,
+        argv: Sequence[str],
+        params: Sequence[tuple[int, str, str]],
+        run_timeout: float | None,
+    ) -> Execution:
+        """Persist a run as NotStarted and queue it. Raises RunRefused."""
+        if not self._accepting:
+            raise RunRefused("shutting_down", "the daemon is shutting down")
+        if self._writer.storage_error is not None:
+            raise RunRefused("storage", f"storage is failing: {self._writer.storage_error}")
+        if run_timeout is None:
+            run_timeout = self._default_timeout
+        timeout_ms = None if not run_timeout or run_timeout <= 0 else int(run_timeout * 1000)
+        try:
+            stored = await self._store.call(
+                executions.create,
+                handle=str(uuid.uuid4()),
+                workflow_id=workflow_id,
+                params=params,
+                argv=argv,
+                timeout_ms=timeout_ms,
+                now=now_ms(),
+            )
+        except StorageFull as exc:
+            raise RunRefused("storage", f"cannot record the run: {exc}") from exc
+        self._queue.append(stored)
+        self._fill_slots()
+        return stored.info
+
+    async def cancel(self, stored: StoredExecution) -> None:
+        """Stop a queued or running execution. Raises RunRefused if it has already ended."""
+        active = self._running.get(stored.id)
+        if active is not None:
+            active.stop.set()
+            return
+        for queued in self._queue:
+            if queued.id == stored.id:
+                self._queue.remove(queued)
+                finish = Finish(stored.id, "Cancelled", "cancelled before it started", 0, 0)
+                await self._writer.finish(finish)
+                return
+        raise RunRefused("not_runnable", f"execution {stored.info.handle} has already ended")
+
+    async def shutdown(self) -> None:
+        """Stop accepting, stop every running execution, wait until each one is recorded.
+
+        Queued runs stay NotStarted in the database and start after the next daemon start.
+        """
+        self._accepting = False
+        for active in self._running.values():
+            active.stop_reason = "cancelled: the daemon was shutting down"
+            active.stop.set()
+        if self._running:
+            self._none_running = trio.Event()
+            await self._none_running.wait()
+        self._all_done.set()
+
+    # ----------------------------------------------------------------- one execution
+
+    def _fill_slots(self) -> None:
+        assert self._nursery is not None
+        while self._accepting and self._queue and len(self._running) < self._max_concurrent:
+            stored = self._queue.popleft()
+            self._running[stored.id] = _Active(stored)
+            self._nursery.start_soon(self._execute, self._running[stored.id])
+
+    async def _execute(self, active: _Active) -> None:
+        eid = active.stored.id
+        try:
+            try:
+                finish = await self._supervise(active)
+            except Exception as exc:  # a daemon bug or storage failure: record it, serve on
+                log.exception("supervising %s failed", active.stored.info.handle)
+                finish = Finish(eid, "Failed", f"internal error in wfmd: {exc}", now_ms(), 0)
+            await self._writer.finish(finish)
+        finally:
+            del self._running[eid]
+            if self._accepting:
+                self._fill_slots()
+            elif not self._running and self._none_running is not None:
+                self._none_running.set()
+
+    async def _supervise(self, active: _Active) -> Finish:
+        """Spawn, capture, wait for the end (exit, timeout or stop), reap the group.
+
+        Cancellation: the child's whole process group is killed and reaped (shielded) before
+        the cancellation propagates.
+        """
+        stored = active.stored
+        env = dict(os.environ, **{process.EXECUTION_ENV: stored.info.handle})
+        try:
+            proc = await trio.lowlevel.open_process(
+                stored.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                env=env,
+            )
+        except OSError as exc:
+            reason = f"could not start {stored.argv[0]}: {exc.strerror or exc}"
+            return Finish(stored.id, "Failed", reason, now_ms(), 0)
+        try:
+            # The writer learns of the execution before anyone can see it Running.
+            with self._writer.begin(stored.id) as sink:
+                await self._store.call(executions.mark_running, stored.id, proc.pid, now_ms())
+                timeout = stored.info.timeout
+                deadline = math.inf if timeout is None else trio.current_time() + timeout
+                assert proc.stdout is not None and proc.stderr is not None
+                pumps = [
+                    Pump(stored.id, STDOUT, proc.stdout, sink.clone()),
+                    Pump(stored.id, STDERR, proc.stderr, sink.clone()),
+                ]
+            async with trio.open_nursery() as nursery:
+                for pump in pumps:
+                    nursery.start_soon(pump.run)
+                ending = await self._wait_for_end(active, proc, deadline)
+                await self._reap(proc, pumps, nursery.cancel_scope)
+        finally:
+            with trio.CancelScope(shield=True):
+                process.kill_group(proc.pid, signal.SIGKILL)
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        await pipe.aclose()
+                await proc.wait()
+        return self._finish_for(active, proc, ending, timeout)
+
+    async def _wait_for_end(self, active: _Active, proc: trio.Process, deadline: float) -> str:
+        """'exit', 'stop' or 'timeout'; on the last two the group has been terminated."""
+        ending = "exit"
+        with trio.move_on_at(deadline):
+            async with trio.open_nursery() as race:
+
+                async def on_stop() -> None:
+                    await active.stop.wait()
+                    race.cancel_scope.cancel()
+
+                race.start_soon(on_stop)
+                await proc.wait()
+                race.cancel_scope.cancel()
+            if proc.returncode is None:
+                ending = "stop"
+        if proc.returncode is None and ending == "exit":
+            ending = "timeout"
+        if proc.returncode is None:
+            await self._terminate(proc)
+        return ending
+
+    async def _terminate(self, proc: trio.Process) -> None:
+        """SIGTERM the group, give it the grace period, then SIGKILL.
+
+        Cancellation: the SIGKILL and the final wait run shielded, so no child outlives us.
+        """
+        process.kill_group(proc.pid, signal.SIGTERM)
+        with trio.move_on_after(self._cancel_grace):
+            await proc.wait()
+        with trio.CancelScope(shield=True):
+            process.kill_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    async def _reap(
+        self, proc: trio.Process, pumps: list[Pump], pump_scope: trio.CancelScope
+    ) -> None:
+        """After the main child has exited: drain, kill what is left of the group, and stop
+        reading pipes that only a process outside the group still holds."""
+
+        async def drained(within: float) -> bool:
+            with trio.move_on_after(within):
+                for pump in pumps:
+                    await pump.finished.wait()
+                return True
+            return False
+
+        if await drained(DRAIN_GRACE):
+            process.kill_group(proc.pid, signal.SIGKILL)  # stragglers that closed their pipes
+            return
+        process.kill_group(proc.pid, signal.SIGKILL)
+        while not await drained(WATCHDOG_TICK):
+            now = trio.current_time()
+            if all(
+                p.finished.is_set()
+                or (p.waiting_since is not None and now - p.waiting_since > ORPHAN_PIPE_GRACE)
+                for p in pumps
+            ):
+                pump_scope.cancel()
+                return
+
+    def _finish_for(
+        self, active: _Active, proc: trio.Process, ending: str, timeout: float | None
+    ) -> Finish:
+        eid = active.stored.id
+        code = proc.returncode
+        assert code is not None
+        exit_code = code if code >= 0 else None
+        sig = -code if code < 0 else None
+        described = (
+            f"exited with status {code}"
+            if code >= 0
+            else f"killed by signal {sig} ({process.signal_name(-code)})"
+        )
+        if ending == "stop":
+            status: Status = active.stop_status
+            reason = active.stop_reason
+        elif ending == "timeout":
+            status, reason = "Failed", f"timed out after {timeout:g} s"
+        else:
+            status = "Completed" if code == 0 else "Failed"
+            reason = described
+        return Finish(eid, status, reason, now_ms(), 0, exit_code=exit_code, signal=sig)

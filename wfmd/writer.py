@@ -1,0 +1,251 @@
+"""The log writer: one ordered stream of chunks and endings, group-committed to the store.
+
+Two tasks share the pending batch. The collector takes items off the channel in arrival
+order, gives each chunk its sequence numbers (the one place where log order is decided) and
+appends it to the batch; the committer commits whatever has accumulated. While a commit runs
+on the database thread the collector keeps filling the next batch, so readers of children's
+pipes rarely wait. When the batch outgrows MAX_PENDING_BYTES the collector stops taking items,
+the channel fills, and back-pressure reaches the children.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import trio
+
+from .ingest import Chunk, now_ms
+from .store import Finish, LogRow, StorageFull, Store, write_batch
+from .store.logs import SEQ_MASK, row_key
+
+log = logging.getLogger(__name__)
+
+# Items waiting in the channel. Small on purpose: the channel is not a buffer, the pending
+# batch is; a full channel is how back-pressure reaches a child's pipe.
+CHANNEL_SIZE = 64
+
+# Commit right away (without waiting for the commit interval) once this much is pending:
+# large enough for ~10k lines per transaction, small enough to commit in a few ms.
+BATCH_BYTES = 1024 * 1024
+
+# Stop taking items while this much is pending (a slow or failing disk): bounds memory.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+# Reads of the same stream within one millisecond are stored as one row: fewer, larger rows
+# for a chatty child, and every line keeps its exact (millisecond) receive time.
+MAX_ROW_BYTES = 128 * 1024
+
+# After a failed commit (disk full, I/O error) wait this long before trying the same batch
+# again; nothing is dropped.
+RETRY_DELAY = 1.0
+
+
+@dataclass(slots=True)
+class _FinishRequest:
+    finish: Finish
+    committed: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass(slots=True)
+class _Batch:
+    rows: list[LogRow] = field(default_factory=list)
+    finishes: list[_FinishRequest] = field(default_factory=list)
+    size: int = 0
+    first_at: float = 0.0
+    tail: dict[int, LogRow] = field(default_factory=dict)  # last row of each execution
+
+
+class LogWriter:
+    def __init__(self, store: Store, *, commit_interval: float) -> None:
+        self._store = store
+        self._commit_interval = commit_interval
+        self._send, self._receive = trio.open_memory_channel[Chunk | _FinishRequest](CHANNEL_SIZE)
+        self._next_seq: dict[int, int] = {}  # executions being written: next seq to assign
+        self._committed: dict[int, int] = {}  # executions being written: entries committed
+        self._watchers: dict[int, trio.Event] = {}
+        self._end_watchers: dict[int, trio.Event] = {}
+        self._batch = _Batch()
+        self._has_data = trio.Event()
+        self._urgent = trio.Event()
+        self._room = trio.Event()
+        self._collector_done = False
+        self.storage_error: str | None = None
+
+    # ----------------------------------------------------------------- used by the supervisor
+
+    def begin(self, execution_id: int, next_seq: int = 0) -> trio.MemorySendChannel[Chunk]:
+        """Start accepting lines for an execution; returns a channel for its pumps."""
+        self._next_seq[execution_id] = next_seq
+        self._committed[execution_id] = next_seq
+        return self._send.clone()
+
+    async def finish(self, finish: Finish) -> None:
+        """Queue the execution's ending behind its lines and wait until it is committed.
+
+        `finish.log_count` is filled in here. Cancellation: the ending stays queued and will
+        be committed; only the wait is abandoned.
+        """
+        request = _FinishRequest(finish)
+        await self._send.send(request)
+        await request.committed.wait()
+
+    def committed_count(self, execution_id: int) -> int | None:
+        """Entries committed so far for an execution being written, else None."""
+        return self._committed.get(execution_id)
+
+    def progress_event(self, execution_id: int) -> trio.Event:
+        """An event set at the next commit touching this execution (or when it ends)."""
+        event = self._watchers.get(execution_id)
+        if event is None:
+            event = self._watchers[execution_id] = trio.Event()
+        return event
+
+    def end_event(self, execution_id: int) -> trio.Event:
+        """An event set once the execution's ending has been committed."""
+        event = self._end_watchers.get(execution_id)
+        if event is None:
+            event = self._end_watchers[execution_id] = trio.Event()
+        return event
+
+    async def close(self) -> None:
+        """No more items from the supervisor; `run` returns once everything is committed."""
+        await self._send.aclose()
+
+    # ----------------------------------------------------------------- the two tasks
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Collect and commit until `close` was called and every pump has closed its channel.
+
+        Cancellation: whatever is pending is lost from memory but never half-written; call
+        `close` and let this return to commit everything.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._collect)
+            task_status.started()
+            await self._commit_loop()
+
+    async def _collect(self) -> None:
+        async with self._receive:
+            async for item in self._receive:
+                if isinstance(item, Chunk):
+                    self._add_chunk(item)
+                else:
+                    self._add_finish(item)
+                while self._batch.size >= MAX_PENDING_BYTES:
+                    await self._room.wait()
+        self._collector_done = True
+        self._has_data.set()
+        self._urgent.set()
+
+    def _add_chunk(self, chunk: Chunk) -> None:
+        batch = self._batch
+        eid = chunk.execution_id
+        seq = self._next_seq[eid]
+        self._next_seq[eid] = seq + chunk.lines
+        last = batch.tail.get(eid)
+        if (
+            last is not None
+            and chunk.event is None
+            and last.event is None
+            and last.stream == chunk.stream
+            and last.ts == chunk.ts
+            and len(last.data) + len(chunk.data) <= MAX_ROW_BYTES
+            and last.data.endswith(b"\n")
+        ):
+            if not isinstance(last.data, bytearray):
+                last.data = bytearray(last.data)
+            last.data += chunk.data
+            last.lines += chunk.lines
+        else:
+            row = LogRow(
+                row_key(eid, seq), chunk.stream, chunk.ts, chunk.lines, chunk.event, chunk.data
+            )
+            batch.rows.append(row)
+            batch.tail[eid] = row
+        self._grew(len(chunk.data))
+
+    def _add_finish(self, request: _FinishRequest) -> None:
+        eid = request.finish.execution_id
+        count = self._next_seq.pop(eid, 0)
+        request.finish = _with_count(request.finish, count)
+        self._batch.finishes.append(request)
+        self._grew(0)
+
+    def _grew(self, size: int) -> None:
+        batch = self._batch
+        if not self._has_data.is_set():
+            batch.first_at = trio.current_time()
+            self._has_data.set()
+        batch.size += size
+        if batch.size >= BATCH_BYTES:
+            self._urgent.set()
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._has_data.wait()
+            with trio.move_on_at(self._batch.first_at + self._commit_interval):
+                await self._urgent.wait()
+            batch = self._batch
+            if not batch.rows and not batch.finishes:
+                if self._collector_done:
+                    return
+                continue
+            self._batch = _Batch()
+            self._has_data = trio.Event()
+            self._urgent = trio.Event()
+            if self._collector_done:
+                self._has_data.set()
+                self._urgent.set()
+            self._room.set()
+            self._room = trio.Event()
+            await self._commit(batch)
+
+    async def _commit(self, batch: _Batch) -> None:
+        finishes = [r.finish for r in batch.finishes]
+        while True:
+            try:
+                await self._store.call(write_batch, batch.rows, finishes)
+                break
+            except StorageFull as exc:
+                if self.storage_error is None:
+                    log.error("cannot commit log lines, will retry: %s", exc)
+                self.storage_error = str(exc)
+                await trio.sleep(RETRY_DELAY)
+        if self.storage_error is not None:
+            log.warning("storage is writable again")
+            self.storage_error = None
+        self._published(batch.rows, batch.finishes)
+
+    def _published(self, rows: Iterable[LogRow], finishes: list[_FinishRequest]) -> None:
+        touched: set[int] = set()
+        for row in rows:
+            eid = row.key >> 32
+            if eid in self._committed:
+                self._committed[eid] = (row.key & SEQ_MASK) + row.lines
+            touched.add(eid)
+        for request in finishes:
+            eid = request.finish.execution_id
+            self._committed.pop(eid, None)
+            touched.add(eid)
+            request.committed.set()
+            ended = self._end_watchers.pop(eid, None)
+            if ended is not None:
+                ended.set()
+        for eid in touched:
+            event = self._watchers.pop(eid, None)
+            if event is not None:
+                event.set()
+
+
+def _with_count(finish: Finish, count: int) -> Finish:
+    return Finish(
+        execution_id=finish.execution_id,
+        status=finish.status,
+        reason=finish.reason,
+        ended_at=finish.ended_at or now_ms(),
+        log_count=count,
+        exit_code=finish.exit_code,
+        signal=finish.signal,
+    )
