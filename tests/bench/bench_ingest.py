@@ -38,6 +38,15 @@ C_CHILD = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+static int write_all(const char *p, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(1, p, n);
+        if (w < 0) return 1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
 /* argv: mode (chunked|per_line) count. Lines: 8-digit number, space, padding, newline. */
 int main(int argc, char **argv) {
     long n = atol(argv[2]);
@@ -52,13 +61,11 @@ int main(int argc, char **argv) {
         used += 80;
         if (!chunked || used + 80 > 65536) {
             size_t off = 0;
-            while (off < used) { ssize_t w = write(1, buf + off, used - off); if (w < 0) return 1; off += w; }
+            if (write_all(buf, used)) return 1;
             used = 0;
         }
     }
-    size_t off = 0;
-    while (off < used) { ssize_t w = write(1, buf + off, used - off); if (w < 0) return 1; off += w; }
-    return 0;
+    return write_all(buf, used);
 }
 """
 
