@@ -36,6 +36,7 @@ class ErrorCode:
 
     BAD_FRAME = "bad_frame"  # undecodable or oversized frame; the connection is closed
     BAD_REQUEST = "bad_request"  # a well-formed frame that is not a valid request
+    FORBIDDEN = "forbidden"  # a connection from another user; the connection is closed
     NOT_FOUND = "not_found"  # no execution or workflow by that id
     AMBIGUOUS = "ambiguous"  # a handle prefix that matches more than one execution
     INVALID_PARAMS = "invalid_params"  # parameters fail the workflow's metadata

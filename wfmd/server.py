@@ -131,7 +131,7 @@ class Connection:
 
     async def _serve(self) -> None:
         if peer_uid(self._stream) != os.getuid():
-            await self.error(ErrorCode.BAD_REQUEST, "connections from other users are refused")
+            await self.error(ErrorCode.FORBIDDEN, "connections from other users are refused")
             return
         await self.send(Hello(protocol=protocol.PROTOCOL_VERSION, daemon_version=self._version))
         while True:
