@@ -72,7 +72,7 @@ def open_database(path: Path) -> apsw.Connection:
     Raises DatabaseError, leaving the file untouched, if it is not a database, is corrupt, or
     was written by a newer wfm.
     """
-    apsw.bestpractice.apply(apsw.bestpractice.recommended)
+    _install_logging()
     path.parent.mkdir(parents=True, exist_ok=True)
     existed = path.exists() and path.stat().st_size > 0
     try:
@@ -84,12 +84,55 @@ def open_database(path: Path) -> apsw.Connection:
     try:
         _check_readable(conn, path)
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        _refuse_newer(conn, path)
+        if not existed or not conn.execute("SELECT count(*) FROM sqlite_schema").get:
+            # Must precede the first table and WAL (which initialises the file): SQLite can
+            # switch auto_vacuum on later only with a full VACUUM. Retention frees pages
+            # with incremental_vacuum.
+            conn.pragma("auto_vacuum", "INCREMENTAL")
+        _apply_best_practice(conn)
         conn.wal_autocheckpoint(WAL_AUTOCHECKPOINT_PAGES)
         _migrate(conn, path, existed)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+_logging_installed = False
+
+
+def _install_logging() -> None:
+    """SQLite's own log messages go to Python logging (apsw best practice), once."""
+    global _logging_installed
+    if not _logging_installed:
+        apsw.bestpractice.library_logging()
+        _logging_installed = True
+
+
+def _apply_best_practice(conn: apsw.Connection) -> None:
+    """apsw.bestpractice.recommended, applied by hand once the file is known to be ours.
+
+    `apsw.bestpractice.apply` would run these hooks inside `apsw.Connection()`: switching to
+    WAL and `PRAGMA optimize` write to the file before we could refuse a database from a
+    newer wfm, and WAL initialises a new file before auto_vacuum can be set.
+    """
+    apsw.bestpractice.connection_wal(conn)
+    apsw.bestpractice.connection_enable_foreign_keys(conn)
+    apsw.bestpractice.connection_dqs(conn)
+    apsw.bestpractice.connection_recursive_triggers(conn)
+    apsw.bestpractice.connection_optimize(conn)
+
+
+def _refuse_newer(conn: apsw.Connection, path: Path) -> None:
+    latest = load_migrations()[-1].version
+    version = current_version(conn)
+    if version > latest:
+        raise DatabaseError(
+            "too_new",
+            f"{path} has schema version {version}, but this wfmd knows only up to {latest}; "
+            "upgrade wfm (the database was not modified)",
+        )
 
 
 def _check_readable(conn: apsw.Connection, path: Path) -> None:
@@ -114,23 +157,11 @@ def current_version(conn: apsw.Connection) -> int:
 
 def _migrate(conn: apsw.Connection, path: Path, existed: bool) -> None:
     migrations = load_migrations()
-    latest = migrations[-1].version
     version = current_version(conn)
-    if version > latest:
-        raise DatabaseError(
-            "too_new",
-            f"{path} has schema version {version}, but this wfmd knows only up to {latest}; "
-            "upgrade wfm (the database was not modified)",
-        )
-    if version == latest:
+    if version == migrations[-1].version:
         return
-    has_tables = conn.execute("SELECT count(*) FROM sqlite_schema").get
-    if existed and has_tables:
+    if existed and conn.execute("SELECT count(*) FROM sqlite_schema").get:
         backup_before_migration(conn, path, version)
-    else:
-        # Must precede the first table: SQLite can switch auto_vacuum on later only with a
-        # full VACUUM. Retention frees pages with incremental_vacuum.
-        conn.pragma("auto_vacuum", "INCREMENTAL")
     try:
         for migration in migrations[version:]:
             with conn:
