@@ -167,11 +167,57 @@ def start_daemon(root: Path, workflows: Path) -> subprocess.Popen[bytes]:
     raise SystemExit("wfmd did not start")
 
 
-def peak_rss_mb(pid: int) -> float:
+def status_mb(pid: int, key: str) -> float:
+    """A memory figure from /proc/PID/status: VmHWM (peak RSS) or VmRSS (current)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    return status_mb(pid, "VmHWM")
+
+
+SHELL_WORKFLOW = """#!/bin/sh
+if [ "$1" = --workflow-metadata ]; then
+  echo '{"id": "tiny", "name": "tiny", "description": "", "fields": []}'
+  exit 0
+fi
+echo "hello from $WFM_EXECUTION_ID"
+echo "to stderr" >&2
+"""
+
+MAX_RSS_GROWTH_MB = 5.0
+
+
+def rss_growth(work: Path, warmup: int, runs: int) -> tuple[float, float]:
+    """Daemon RSS after `warmup` executions and after `runs` more: memory must not grow
+    with the number of executions in history."""
+    root = Path(tempfile.mkdtemp(dir=work))
+    workflows = root / "workflows"
+    workflows.mkdir()
+    script = workflows / "tiny"
+    script.write_text(SHELL_WORKFLOW)
+    script.chmod(0o755)
+    daemon = start_daemon(root, workflows)
+    try:
+        with Client(root / "wfmd.sock", timeout=60) as client:
+
+            def batch(count: int) -> None:
+                handles = [client.run("tiny").handle for _ in range(count)]
+                for handle in handles:
+                    assert client.wait(handle).status == "Completed"
+
+            batch(warmup)
+            before = status_mb(daemon.pid, "VmRSS")
+            for _ in range(runs // 50):
+                batch(50)
+            after = status_mb(daemon.pid, "VmRSS")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+    return before, after
 
 
 def db_size(root: Path) -> int:
@@ -243,6 +289,15 @@ def main() -> int:
                 failed.append(f"{mode}: peak RSS {r.rss_peak_mb:.0f} MB > {MAX_RSS_MB}")
             if not r.addressable:
                 failed.append(f"{mode}: lines not addressable by seq")
+        warmup, runs = (20, 100) if args.quick else (100, 1000)
+        before, after = rss_growth(work, warmup, runs)
+        print(
+            f"daemon RSS after {warmup} executions: {before:.1f} MB; "
+            f"after {runs} more: {after:.1f} MB (growth {after - before:+.1f} MB, "
+            f"bar {MAX_RSS_GROWTH_MB:+.1f} MB)"
+        )
+        if after - before > MAX_RSS_GROWTH_MB:
+            failed.append(f"RSS grew {after - before:.1f} MB over {runs} executions")
     if failed and not args.quick:
         print("MISSED: " + "; ".join(failed))
         return 1
