@@ -278,10 +278,12 @@ class Supervisor:
                 return True
             return False
 
-        if await drained(DRAIN_GRACE):
-            process.kill_group(proc.pid, signal.SIGKILL)  # stragglers that closed their pipes
-            return
+        drained_in_time = await drained(DRAIN_GRACE)
+        # Whatever is left of the group goes, even if it closed its pipes: nothing outlives
+        # the execution it belongs to.
         process.kill_group(proc.pid, signal.SIGKILL)
+        if drained_in_time:
+            return
         while not await drained(WATCHDOG_TICK):
             now = trio.current_time()
             if all(

@@ -10,6 +10,7 @@ the channel fills, and back-pressure reaches the children.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -169,7 +170,9 @@ class LogWriter:
     def _add_finish(self, request: _FinishRequest) -> None:
         eid = request.finish.execution_id
         count = self._next_seq.pop(eid, 0)
-        request.finish = _with_count(request.finish, count)
+        request.finish = dataclasses.replace(
+            request.finish, log_count=count, ended_at=request.finish.ended_at or now_ms()
+        )
         self._batch.finishes.append(request)
         self._grew(0)
 
@@ -238,14 +241,3 @@ class LogWriter:
             if event is not None:
                 event.set()
 
-
-def _with_count(finish: Finish, count: int) -> Finish:
-    return Finish(
-        execution_id=finish.execution_id,
-        status=finish.status,
-        reason=finish.reason,
-        ended_at=finish.ended_at or now_ms(),
-        log_count=count,
-        exit_code=finish.exit_code,
-        signal=finish.signal,
-    )
