@@ -240,4 +240,3 @@ class LogWriter:
             event = self._watchers.pop(eid, None)
             if event is not None:
                 event.set()
-
