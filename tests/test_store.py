@@ -360,13 +360,6 @@ async def test_fresh_database_is_migrated(tmp_path: Path) -> None:
     conn.close()
 
 
-@pytest.mark.xfail(
-    reason="BUG: a fresh database gets auto_vacuum=NONE (0), not INCREMENTAL (2): "
-    "apsw.bestpractice's connection_wal hook, applied at wfmd/store/database.py:75, sets "
-    "journal_mode=WAL inside apsw.Connection() (line 79), which initialises the file; the "
-    "PRAGMA auto_vacuum=INCREMENTAL at line 133 then comes too late and is silently ignored",
-    strict=True,
-)
 async def test_fresh_database_has_incremental_auto_vacuum(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     await store.close()
@@ -396,14 +389,6 @@ async def test_database_from_a_newer_wfm_is_refused(tmp_path: Path) -> None:
     assert 9999 in versions
 
 
-@pytest.mark.xfail(
-    reason="BUG: opening a too-new database modifies it before the version check: "
-    "apsw.bestpractice hooks (wfmd/store/database.py:75) run PRAGMA optimize(0x10002), which "
-    "ANALYZEs and creates sqlite_stat1/sqlite_stat4, and journal_mode=wal, which rewrites the "
-    "header of a rollback-journal database, all inside apsw.Connection() at line 79, before "
-    "_migrate refuses the version at line 121",
-    strict=True,
-)
 async def test_database_from_a_newer_wfm_is_left_byte_for_byte_untouched(tmp_path: Path) -> None:
     # As written by wfm itself (WAL mode, cleanly closed).
     store = await open_store(tmp_path)
