@@ -146,7 +146,7 @@ def write_workflow(directory: Path, name: str, body: str, metadata: dict[str, ob
         f"#!{sys.executable}\n"
         "import json, os, sys, time\n"
         "if sys.argv[1:] == ['--workflow-metadata']:\n"
-        f"    print(json.dumps({json.dumps(metadata)}))\n"
+        f"    print({json.dumps(metadata)!r})\n"
         "    sys.exit(0)\n" + textwrap.dedent(body)
     )
     path.write_text(source)
