@@ -38,6 +38,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     commit_interval: float = 0.025
     # Seconds a workflow gets to answer --workflow-metadata.
     probe_timeout: float = 5.0
+    # Seconds a running workflow may be held (blocked on its output) while the database
+    # cannot take writes, before it is stopped and recorded as Failed.
+    storage_hold_timeout: float = 30.0
     # Seconds between heartbeats (bounds the end time recorded for a crash).
     heartbeat_interval: float = 5.0
     # Seconds between checks for executions left Running without a supervisor.
@@ -50,7 +53,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         for name in ("cancel_grace", "commit_interval", "probe_timeout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
-        for name in ("heartbeat_interval", "recovery_interval"):
+        for name in ("heartbeat_interval", "recovery_interval", "storage_hold_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.default_timeout < 0:

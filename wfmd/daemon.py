@@ -33,6 +33,11 @@ from .writer import LogWriter
 log = logging.getLogger(__name__)
 
 
+# Beyond the cancel grace period, how long shutdown waits for the last commit. Only a failing
+# database makes it take more than milliseconds.
+SHUTDOWN_COMMIT_GRACE = 30.0
+
+
 class AlreadyRunning(Exception):
     pass
 
@@ -65,10 +70,15 @@ def database_lock(database: Path) -> Iterator[None]:
 def prepare_socket_dir(socket_path: Path) -> None:
     """The socket's directory: created 0700; the default one must also be ours alone."""
     directory = socket_path.parent
-    if directory == paths.runtime_dir():
-        paths.ensure_private_dir(directory)
-    else:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        if directory == paths.runtime_dir():
+            paths.ensure_private_dir(directory)
+        else:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise paths.RuntimeDirError(
+            f"cannot create the socket directory {directory}: {exc}"
+        ) from exc
 
 
 def notify_systemd(message: str) -> None:
@@ -116,6 +126,7 @@ async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Serv
         max_concurrent=config.max_concurrent,
         cancel_grace=config.cancel_grace,
         default_timeout=config.default_timeout or None,
+        storage_hold_timeout=config.storage_hold_timeout,
     )
     services = Services(store, writer, supervisor, catalog, config.socket, __version__)
     server = Server(config.socket, Dispatcher(services), __version__)
@@ -157,9 +168,16 @@ async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Serv
                 break
             notify_systemd("STOPPING=1")
             server_scope.cancel()
-            await supervisor.shutdown()
-            await writer.close()
-            await writer_done.wait()
+            # Bounded only for a database that cannot take writes: then we would wait forever.
+            with trio.move_on_after(config.cancel_grace + SHUTDOWN_COMMIT_GRACE) as bounded:
+                await supervisor.shutdown()
+                await writer.close()
+                await writer_done.wait()
+            if bounded.cancelled_caught:
+                log.error(
+                    "stopping without committing the last lines and statuses: %s",
+                    writer.storage_error or "the writer did not finish in time",
+                )
             root.cancel_scope.cancel()
     log.info("wfmd stopped")
 

@@ -79,6 +79,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--commit-interval", type=float, help="longest a line waits before commit (s)"
     )
+    parser.add_argument(
+        "--storage-hold-timeout",
+        type=float,
+        help="seconds a workflow may wait for a failing database before it is failed",
+    )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
     return parser.parse_args(argv)
 

@@ -36,6 +36,9 @@ DRAIN_GRACE = 0.5
 # (setsid); stop reading it once it has been silent this long.
 ORPHAN_PIPE_GRACE = 1.0
 
+# How often the storage watch looks at the writer's health.
+STORAGE_CHECK_INTERVAL = 1.0
+
 # How often the orphan-pipe watchdog looks at the pumps.
 WATCHDOG_TICK = 0.1
 
@@ -63,12 +66,14 @@ class Supervisor:
         max_concurrent: int,
         cancel_grace: float,
         default_timeout: float | None,
+        storage_hold_timeout: float,
     ) -> None:
         self._store = store
         self._writer = writer
         self._max_concurrent = max_concurrent
         self._cancel_grace = cancel_grace
         self._default_timeout = default_timeout
+        self._storage_hold_timeout = storage_hold_timeout
         self._queue: deque[StoredExecution] = deque()
         self._running: dict[int, _Active] = {}
         self._accepting = True
@@ -99,8 +104,10 @@ class Supervisor:
                 if stored.info.status == "NotStarted":
                     self._queue.append(stored)
             self._fill_slots()
+            nursery.start_soon(self._watch_storage)
             task_status.started()
             await self._all_done.wait()
+            nursery.cancel_scope.cancel()
 
     async def submit(
         self,
@@ -161,6 +168,26 @@ class Supervisor:
             self._none_running = trio.Event()
             await self._none_running.wait()
         self._all_done.set()
+
+    async def _watch_storage(self) -> None:
+        """Fail the running executions once the database has refused writes for too long.
+
+        Until then they are only held: their output backs up into their pipes. Their lines
+        and endings stay queued and are committed as soon as the storage recovers.
+        """
+        while True:
+            await trio.sleep(STORAGE_CHECK_INTERVAL)
+            since = self._writer.storage_failing_since
+            if since is None or trio.current_time() - since < self._storage_hold_timeout:
+                continue
+            for active in self._running.values():
+                if not active.stop.is_set():
+                    active.stop_status = "Failed"
+                    active.stop_reason = (
+                        f"storage full or failing for over {self._storage_hold_timeout:g} s: "
+                        f"{self._writer.storage_error}"
+                    )
+                    active.stop.set()
 
     # ----------------------------------------------------------------- one execution
 

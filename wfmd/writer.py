@@ -73,6 +73,7 @@ class LogWriter:
         self._room = trio.Event()
         self._collector_done = False
         self.storage_error: str | None = None
+        self.storage_failing_since: float | None = None  # trio clock
 
     # ----------------------------------------------------------------- used by the supervisor
 
@@ -214,11 +215,13 @@ class LogWriter:
             except StorageFull as exc:
                 if self.storage_error is None:
                     log.error("cannot commit log lines, will retry: %s", exc)
+                    self.storage_failing_since = trio.current_time()
                 self.storage_error = str(exc)
                 await trio.sleep(RETRY_DELAY)
         if self.storage_error is not None:
             log.warning("storage is writable again")
             self.storage_error = None
+            self.storage_failing_since = None
         self._published(batch.rows, batch.finishes)
 
     def _published(self, rows: Iterable[LogRow], finishes: list[_FinishRequest]) -> None:
