@@ -1,9 +1,9 @@
 """The store: the only code that touches APSW.
 
-Every database call goes through `Store.call`, which runs it on a worker thread under a
-capacity limiter of one: the Trio loop never blocks on SQLite, SQLite never sees two calls at
-once, and no transaction is ever open across an `await` (each call is one synchronous function
-that begins and ends its own transactions).
+Every database call goes through `Store.call`, which runs it on the one database thread
+(`worker.py`): the Trio loop never blocks on SQLite, SQLite never sees two threads, and no
+transaction is ever open across an `await` (each call is one synchronous function that begins
+and ends its own transactions).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from . import executions, logs
 from .database import DatabaseError, close_database, open_database
 from .executions import Finish, HistoryFilter, LookupFailed, StoredExecution
 from .logs import LogRow
+from .worker import DatabaseThread
 
 __all__ = [
     "DatabaseError",
@@ -56,16 +57,21 @@ class StorageFull(Exception):
 class Store:
     """The one database connection, and the one thread that uses it."""
 
-    def __init__(self, conn: apsw.Connection, path: Path) -> None:
+    def __init__(self, conn: apsw.Connection, path: Path, thread: DatabaseThread) -> None:
         self._conn = conn
         self.path = path
-        self._limiter = trio.CapacityLimiter(1)
+        self._thread = thread
 
     @classmethod
     async def open(cls, path: Path) -> Store:
         """Open and migrate. Raises DatabaseError without touching an unusable file."""
-        conn = await trio.to_thread.run_sync(open_database, path)
-        return cls(conn, path)
+        thread = DatabaseThread()
+        try:
+            conn = await thread.run(functools.partial(open_database, path))
+        except BaseException:
+            thread.stop()
+            raise
+        return cls(conn, path, thread)
 
     async def call(
         self,
@@ -82,7 +88,8 @@ class Store:
         """
         bound = functools.partial(fn, self._conn, *args, **kwargs)
         try:
-            return await trio.to_thread.run_sync(bound, limiter=self._limiter)
+            result: T = await self._thread.run(bound)
+            return result
         except STORAGE_ERRORS as exc:
             raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
 
@@ -92,7 +99,10 @@ class Store:
         Cancellation: runs shielded, so the WAL is always checkpointed once started.
         """
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(close_database, self._conn, limiter=self._limiter)
+            try:
+                await self._thread.run(functools.partial(close_database, self._conn))
+            finally:
+                self._thread.stop()
 
 
 def write_batch(conn: apsw.Connection, rows: list[LogRow], finishes: list[Finish]) -> None:
