@@ -209,3 +209,63 @@ def make_daemon(tmp_path: Path, workflow_dir: Path, examples_dir: Path) -> Itera
 @pytest.fixture
 def daemon(make_daemon: type[Daemon]) -> Daemon:
     return make_daemon().start()
+
+
+# --------------------------------------------------------------------------- processes, files
+
+# Bound on waiting for a file a workflow writes: generous for a loaded 2-core machine.
+FILE_TIMEOUT = 15.0
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`.
+
+    `os.killpg(pgid, 0)` would also count zombies, which this machine's init may never reap.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def wait_for_file(path: Path, timeout: float = FILE_TIMEOUT) -> str:
+    """The file's text once it exists and ends with a newline (written completely)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            text = path.read_text()
+            if text.endswith("\n"):
+                return text
+        time.sleep(0.01)
+    raise AssertionError(f"{path} did not appear within {timeout}s")
+
+
+def wait_gone(pids: list[int], timeout: float = 5.0) -> None:
+    """Wait until none of `pids` is alive; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(alive(p) for p in pids):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"still alive after {timeout}s: {[p for p in pids if alive(p)]}")
+
+
+def read_pids(path: Path) -> list[int]:
+    """Whitespace-separated pids a workflow wrote to `path` (waiting for the file)."""
+    return [int(p) for p in wait_for_file(path).split()]

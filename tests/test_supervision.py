@@ -11,53 +11,22 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, metadata, text_field, write_workflow
+from conftest import (
+    Daemon,
+    alive,
+    group_members,
+    metadata,
+    read_pids,
+    text_field,
+    wait_gone,
+    write_workflow,
+)
 
 from wfmctl import WfmError
 from wfmctl.protocol import Execution
 
-# Bounds on the waits below: generous for a loaded 2-core machine, still short.
-FILE_TIMEOUT = 15.0
+# Bound on waiting for a status: generous for a loaded 2-core machine, still short.
 STATUS_TIMEOUT = 15.0
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group `pgid`.
-
-    `os.killpg(pgid, 0)` would also count zombies, which this machine's init may never reap.
-    """
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[3]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def wait_for_file(path: Path, timeout: float = FILE_TIMEOUT) -> str:
-    """The file's text once it exists and ends with a newline (written completely)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            text = path.read_text()
-            if text.endswith("\n"):
-                return text
-        time.sleep(0.01)
-    raise AssertionError(f"{path} did not appear within {timeout}s")
 
 
 def wait_for_status(daemon: Daemon, handle: str, status: str) -> Execution:
@@ -69,15 +38,6 @@ def wait_for_status(daemon: Daemon, handle: str, status: str) -> Execution:
                 return execution
             time.sleep(0.01)
     raise AssertionError(f"{handle} not {status} within {STATUS_TIMEOUT}s: {execution}")
-
-
-def wait_gone(pids: list[int], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"still alive after {timeout}s: {[p for p in pids if alive(p)]}")
 
 
 # A workflow that starts a grandchild in its own process group, records both pids, prints
@@ -98,10 +58,6 @@ os.rename({str(pids_file)!r} + ".tmp", {str(pids_file)!r})
 print("ready", flush=True)
 time.sleep(60)
 """
-
-
-def read_pids(path: Path) -> list[int]:
-    return [int(p) for p in wait_for_file(path).split()]
 
 
 # --------------------------------------------------------------------------- cancel, grace
