@@ -69,9 +69,10 @@ for i in range(6000):
 def test_kill9_recovery(make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
     write_workflow(workflow_dir, "chatter", chatter_body(pids_file), metadata("chatter"))
-    daemon = make_daemon().start()
+    daemon = make_daemon(extra_args=["--max-concurrent", "1"]).start()
     with daemon.client() as client:
         execution = client.run("chatter")
+        queued = client.run("echo_params", {"message": "queued before the crash"})
     pids = read_pids(pids_file)
     wait_for_log_count(daemon, execution.handle, 60)
     daemon.kill9()
@@ -107,6 +108,12 @@ def test_kill9_recovery(make_daemon: type[Daemon], workflow_dir: Path, tmp_path:
     # Nothing of the orphaned process group survives the restart.
     wait_gone(pids)
     assert group_members(pids[0]) == []
+
+    # The run queued behind it survives the crash and runs now.
+    with daemon.client() as client:
+        after = client.wait(queued.handle)
+        assert after.status == "Completed"
+        assert client.logs(queued.handle).entries[0].line == "queued before the crash"
 
 
 def test_stale_socket_is_replaced(make_daemon: type[Daemon]) -> None:
