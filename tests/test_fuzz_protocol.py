@@ -75,6 +75,7 @@ KNOWN_INTERNAL = (
     "cannot convert float",  # inf/NaN timeout, since, until
     "maximum recursion depth exceeded",  # deeply nested Any value
     "exceeds the maximum of",  # an error reply echoing a near-MAX_FRAME string
+    "codec can't decode",  # invalid UTF-8 in a msgpack str
 )
 
 REQUEST_TYPES: tuple[type[protocol.Request], ...] = typing.get_args(protocol.RequestType)
@@ -322,6 +323,26 @@ def request_maps(draw: st.DrawFn) -> dict[Any, Any]:
     return msg
 
 
+def raw_str(data: bytes) -> bytes:
+    """`data` as a msgpack str, whether or not it is valid UTF-8."""
+    if len(data) < 32:
+        return bytes([0xA0 | len(data)]) + data
+    return b"\xda" + len(data).to_bytes(2, "big") + data  # str 16 (max_size keeps it small)
+
+
+@st.composite
+def maps_with_raw_strings(draw: st.DrawFn) -> bytes:
+    """A request map whose `op` or one field is a msgpack str of arbitrary bytes."""
+    cls = draw(st.sampled_from(REQUEST_TYPES))
+    junk = raw_str(draw(st.binary(max_size=40)))
+    fields = list(cls.__struct_fields__) or ["x"]
+    if draw(st.booleans()):
+        return bytes([0x81]) + _encoder.encode("op") + junk
+    op = _encoder.encode(str(cls.__struct_config__.tag))
+    key = _encoder.encode(draw(st.sampled_from(fields)))
+    return bytes([0x82]) + _encoder.encode("op") + op + key + junk
+
+
 framed_bytes = st.binary(max_size=200).map(frame)
 random_payloads = st.one_of(
     st.binary(max_size=300),
@@ -330,6 +351,7 @@ random_payloads = st.one_of(
     st.tuples(st.integers(0, 0xFFFFFFFF), st.binary(max_size=64)).map(
         lambda t: HEADER.pack(t[0]) + t[1]
     ),
+    maps_with_raw_strings().map(frame),
 )
 
 
@@ -488,11 +510,15 @@ HUGE_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("size_mb", [1, 4])
+# "A few MB": each such request leaves the daemon's RSS several MB higher for a while (see
+# test_rss_stays_bounded_under_repeated_multi_mb_requests), so one size per field.
+HUGE_STRING_MB = 3
+
+
 @pytest.mark.parametrize(("op", "key"), HUGE_FIELDS, ids=[f"{o}.{k}" for o, k in HUGE_FIELDS])
-def test_huge_strings(target: Target, op: str, key: str, size_mb: int) -> None:
+def test_huge_strings(target: Target, op: str, key: str) -> None:
     """Strings of several MB (well below MAX_FRAME) in every string field."""
-    msg: dict[str, Any] = {"op": op, key: "\u00e9" * (size_mb * 2**19)}  # 2 bytes each
+    msg: dict[str, Any] = {"op": op, key: "\u00e9" * (HUGE_STRING_MB * 2**19)}  # 2 bytes each
     if op == "param_history" and key != "workflow_id":
         msg["workflow_id"] = "noop"
     started = time.monotonic()
@@ -575,6 +601,12 @@ ECHO_BUG = (
     "a request near MAX_FRAME gets a reply over MAX_FRAME, encode_frame raises FrameError and "
     "the client gets 'internal' and a closed connection"
 )
+UTF8_BUG = (
+    "BUG: invalid UTF-8 inside a msgpack str that the decoder reads (op, handle, "
+    "workflow_id, ...) makes msgspec raise UnicodeDecodeError, which is neither DecodeError "
+    "nor ValidationError, so wfmd/server.py:149-156 lets it through to the catch-all at "
+    ":127-133: the reply is 'internal' and the connection closed"
+)
 
 
 def _near_max(op: str, key: str) -> dict[str, Any]:
@@ -626,7 +658,8 @@ def test_hostile_values_get_a_stable_code_and_keep_the_connection(
     target: Target, request_: dict[str, Any] | bytes
 ) -> None:
     """PROTOCOL.md: `internal` means a daemon bug, and only bad_frame/forbidden close the
-    connection. Hostile values must get a normal reply or `bad_request`, on an open line."""
+    connection. Hostile values in a valid frame must get a normal reply or a non-internal
+    error (`bad_request`, `not_found`, ...), and the connection must stay open."""
     if isinstance(request_, dict):
         body = _encoder.encode(
             {k: target.handles[0] if v == "$H" else v for k, v in request_.items()}
@@ -639,7 +672,56 @@ def test_hostile_values_get_a_stable_code_and_keep_the_connection(
         target.note(frames)
         final = frames[-1]
         if isinstance(final, protocol.Error):
-            assert final.code == ErrorCode.BAD_REQUEST, final
+            assert final.code not in (ErrorCode.INTERNAL, ErrorCode.BAD_FRAME), final
         sock.sendall(frame(_encoder.encode(protocol.Ping())))
         assert isinstance(read_frame(sock), protocol.Pong)
     target.check_alive()
+
+
+@pytest.mark.xfail(reason=UTF8_BUG, strict=True)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x81\xa2op" + raw_str(b"\x00\x80"),
+        b"\x82\xa2op\xa6status\xa6handle" + raw_str(b"\xff\xfe"),
+        b"\x82\xa2op\xa3run\xabworkflow_id" + raw_str(b"noop\xc3"),
+    ],
+    ids=["op", "status-handle", "run-workflow_id"],
+)
+def test_invalid_utf8_in_a_string_is_a_bad_frame_or_request(target: Target, body: bytes) -> None:
+    """PROTOCOL.md: an undecodable frame is `bad_frame` (then the close), a valid frame that
+    is not a valid request `bad_request`; never `internal`."""
+    with target.connect() as sock:
+        sock.sendall(frame(body))
+        reply = read_frame(sock)
+        target.note([reply])
+        assert isinstance(reply, protocol.Error), reply
+        assert reply.code in (ErrorCode.BAD_FRAME, ErrorCode.BAD_REQUEST), reply
+    target.check_alive()
+
+
+RSS_RETENTION_BUG = (
+    "BUG: RSS ratchets with repeated multi-MB requests. 40 sequential `status` requests with "
+    "a 4 MiB handle (each on a fresh connection, each answered not_found) take a fresh wfmd "
+    "from ~35 MiB to 250-350 MiB, and 140 to ~450 MiB. The memory is reclaimable garbage, "
+    "not a true leak: under MALLOC_MMAP_THRESHOLD_=131072 RSS saw-tooths (+8 MiB per "
+    "request, then back to ~60 MiB every 8-30 requests), i.e. each request's strings (the "
+    "body, the decoded handle, handle + '~' bound in wfmd/store/executions.py:141-144, the "
+    "echoed message) stay referenced until a cyclic GC pass (likely cycles through the "
+    "exception tracebacks of LookupFailed -> RequestFailed, wfmd/services.py:58-61, "
+    "wfmd/dispatch.py:65-66), and glibc keeps the freed heap. Bounding string fields (a "
+    "handle is at most 36 characters) or not echoing them would avoid it"
+)
+
+
+@pytest.mark.xfail(reason=RSS_RETENTION_BUG, strict=True)
+def test_rss_stays_bounded_under_repeated_multi_mb_requests(target: Target) -> None:
+    """Last in the module: afterwards the daemon's RSS stays high."""
+    peak = 0
+    for _ in range(60):
+        frames = exchange(target, _encoder.encode({"op": "status", "handle": "x" * 4 * 2**20}))
+        assert isinstance(frames[-1], protocol.Error)
+        assert frames[-1].code == ErrorCode.NOT_FOUND
+        peak = max(peak, target.rss())
+    target.max_rss = max(target.max_rss, peak)
+    assert peak < RSS_LIMIT, f"wfmd VmRSS peaked at {peak / 2**20:.0f} MiB"
