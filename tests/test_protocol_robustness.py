@@ -219,7 +219,7 @@ def test_idle_connections_do_not_block_others(daemon: Daemon) -> None:
         with daemon.client(timeout=10) as client:
             handle = client.run("echo_params", {"message": "busy?"}).handle
             assert client.wait(handle).status == "Completed"
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 10
     finally:
         for raw in [*idle, half]:
             raw.close()
@@ -335,7 +335,7 @@ print('__WF_EVENT__:{{"type": "task_progress", "task_id": "t", "message": "m"}}'
 
 def test_valid_events_are_structured(daemon: Daemon, workflow_dir: Path) -> None:
     big = "x" * 200_000  # longer than one pipe read: the line arrives in pieces
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "phase_started", "phase": 1, "name": "Build", "total_phases": 2},
         {"type": "task_started", "phase": 1, "task_id": "t1", "description": "compile"},
         {"type": "task_progress", "task_id": "t1", "message": big},

@@ -13,11 +13,13 @@ import re
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 import trio
 
+from wfmctl.protocol import Execution
 from wfmd.store import (
     DatabaseError,
     Finish,
@@ -182,8 +184,8 @@ async def test_history_filters_and_keyset_paging(tmp_path: Path) -> None:
         ]
         await store.call(write_batch, [], finishes)
 
-        def handles(page: list[object]) -> list[str]:
-            return [e.handle for e in page]  # type: ignore[attr-defined]
+        def handles(page: Sequence[Execution]) -> list[str]:
+            return [e.handle for e in page]
 
         newest_first = [m.info.handle for m in reversed(made)]
         page, next_before = await store.call(executions.history, HistoryFilter())
@@ -448,7 +450,8 @@ def sqlite3_json(path: Path, sql: str) -> list[dict[str, object]]:
         timeout=30,
         check=True,
     )
-    return json.loads(result.stdout) if result.stdout.strip() else []  # type: ignore[no-any-return]
+    rows: list[dict[str, object]] = json.loads(result.stdout) if result.stdout.strip() else []
+    return rows
 
 
 @pytest.mark.skipif(not Path(SQLITE3).exists(), reason="no system sqlite3 binary")
