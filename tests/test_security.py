@@ -518,16 +518,6 @@ def test_parameter_values_through_the_cli(argv_daemon: Daemon, tmp_path: Path) -
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: a NUL in a parameter value is accepted (wfmd/params.py _check_value does not "
-        "refuse it); the spawn then raises ValueError('embedded null byte'), which "
-        "wfmd/supervisor.py:234 (except OSError) does not catch, so :206-208 records the run "
-        "Failed with 'internal error in wfmd: embedded null byte' instead of refusing it "
-        "with invalid_params before anything is recorded"
-    ),
-    strict=True,
-)
 def test_nul_in_parameter_value_is_refused(argv_daemon: Daemon) -> None:
     before = history_count(argv_daemon)
     with argv_daemon.client() as client:

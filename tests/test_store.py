@@ -113,7 +113,8 @@ async def test_create_run_finish_roundtrip(tmp_path: Path) -> None:
         assert stored.argv == ["/bin/wf", "--x", "y"]
         assert stored.info.params == {"message": "hi", "count": "3"}
 
-        await store.call(executions.mark_running, stored.id, 4242, T0 + 5)
+        await store.call(executions.mark_running, stored.id, T0 + 5)
+        await store.call(executions.set_pid, stored.id, 4242)
         running = await store.call(executions.resolve, handle)
         assert running.info.status == "Running"
         assert running.pid == 4242
@@ -276,7 +277,8 @@ async def test_logs_read_after_and_tail_across_rows(tmp_path: Path) -> None:
     try:
         stored = await create(store, "12345678-0000-4000-8000-000000000000")
         neighbour = await create(store, "87654321-0000-4000-8000-000000000000")
-        await store.call(executions.mark_running, stored.id, 1, T0)
+        await store.call(executions.mark_running, stored.id, T0)
+        await store.call(executions.set_pid, stored.id, 1)
         await store.call(write_batch, sample_rows(stored.id), [])
         # Another execution's rows must never leak into this one's range.
         await store.call(
@@ -460,7 +462,8 @@ async def test_views_work_in_the_system_sqlite3(tmp_path: Path) -> None:
     handle = "c0ffee00-0000-4000-8000-000000000000"
     try:
         stored = await create(store, handle, "viewed", params=[(0, "message", "hi")])
-        await store.call(executions.mark_running, stored.id, 77, T0 + 1000)
+        await store.call(executions.mark_running, stored.id, T0 + 1000)
+        await store.call(executions.set_pid, stored.id, 77)
         finish = Finish(stored.id, "Failed", "exited with status 3", T0 + 3500, 7, exit_code=3)
         await store.call(write_batch, sample_rows(stored.id), [finish])
     finally:

@@ -28,8 +28,15 @@ class View:
     err: TextIO
 
     def doc(self, message: protocol.Message) -> None:
-        """A JSON document (or one JSON line of a stream)."""
-        self.out.write(msgspec.json.encode(protocol.to_builtins(message)).decode() + "\n")
+        """A JSON document (or one JSON line of a stream), always UTF-8: JSON's own encoding,
+        whatever the locale, so no character is ever replaced in machine-readable output."""
+        data = msgspec.json.encode(protocol.to_builtins(message)) + b"\n"
+        buffer = getattr(self.out, "buffer", None)
+        if buffer is None:  # a text-only stream (tests): it takes any str
+            self.out.write(data.decode())
+        else:
+            self.out.flush()
+            buffer.write(data)
         self.out.flush()
 
     def line(self, text: str, *, flush: bool = False) -> None:

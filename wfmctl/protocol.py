@@ -14,9 +14,10 @@ are ignored, so an older client can talk to a newer daemon and the other way rou
 from __future__ import annotations
 
 import struct
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
 PROTOCOL_VERSION = 1
 
@@ -25,6 +26,17 @@ PROTOCOL_VERSION = 1
 MAX_FRAME = 16 * 1024 * 1024
 
 HEADER = struct.Struct(">I")
+
+# Bounds on numbers in requests. Anything outside is refused when the frame is decoded
+# (bad_request), so NaN, infinities and integers beyond SQLite's 64 bits never reach the
+# daemon's logic.
+Seconds = Annotated[float, Meta(ge=0, le=1e10)]  # a duration, or a time since the epoch
+Seq = Annotated[int, Meta(ge=-1, le=2**32)]  # a log sequence number (-1: before the first)
+Count = Annotated[int, Meta(ge=0, le=2**31)]  # a limit, an offset, a number of entries
+# Identifiers are short; bounding them keeps absurd ones from reaching the database or
+# being quoted back in a reply. Handles are UUIDs (36 characters) or prefixes of one.
+Handle = Annotated[str, Meta(max_length=100)]
+Name = Annotated[str, Meta(max_length=200)]  # a workflow id or a field name
 
 Status = Literal["NotStarted", "Running", "Completed", "Failed", "Cancelled"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
@@ -88,7 +100,7 @@ class SkippedFile(Message, frozen=True):
 
 
 class Execution(Message, frozen=True):
-    handle: str
+    handle: Handle
     workflow_id: str
     status: Status
     created_at: float  # seconds since the epoch
@@ -124,63 +136,63 @@ class Ping(Request, frozen=True, tag="ping"):
 
 class ListWorkflows(Request, frozen=True, tag="workflows"):
     rescan: bool = False
-    workflow_id: str | None = None
+    workflow_id: Name | None = None
 
 
 class Run(Request, frozen=True, tag="run"):
-    workflow_id: str
+    workflow_id: Name
     params: dict[str, Any] = {}
-    timeout: float | None = None  # seconds; None means the daemon's default
+    timeout: Seconds | None = None  # None means the daemon's default; 0 means no limit
 
 
 class GetStatus(Request, frozen=True, tag="status"):
-    handle: str
+    handle: Handle
 
 
 class GetLogs(Request, frozen=True, tag="logs"):
     """A page of log entries: after `after` (exclusive) in order, or the last `tail` ones."""
 
-    handle: str
-    after: int | None = None
-    limit: int = 1000
-    tail: int | None = None
+    handle: Handle
+    after: Seq | None = None
+    limit: Count = 1000
+    tail: Count | None = None
 
 
 class Follow(Request, frozen=True, tag="follow"):
     """Stream entries after `after` until the execution ends; then a final `Finished`."""
 
-    handle: str
-    after: int = -1
+    handle: Handle
+    after: Seq = -1
 
 
 class Wait(Request, frozen=True, tag="wait"):
     """Answer with `Finished` once the execution has ended."""
 
-    handle: str
+    handle: Handle
 
 
 class Cancel(Request, frozen=True, tag="cancel"):
-    handle: str
+    handle: Handle
 
 
 class History(Request, frozen=True, tag="history"):
-    limit: int = 50
-    offset: int = 0
-    before: str | None = None  # a handle: continue the listing after it (keyset paging)
-    workflow_id: str | None = None
+    limit: Count = 50
+    offset: Count = 0
+    before: Handle | None = None  # a handle: continue the listing after it (keyset paging)
+    workflow_id: Name | None = None
     status: Status | None = None
-    since: float | None = None  # created at or after, seconds since the epoch
-    until: float | None = None  # created before
+    since: Seconds | None = None  # created at or after, seconds since the epoch
+    until: Seconds | None = None  # created before
 
 
 class GetParams(Request, frozen=True, tag="params"):
-    handle: str
+    handle: Handle
 
 
 class ParamHistory(Request, frozen=True, tag="param_history"):
-    workflow_id: str
-    field_name: str | None = None
-    limit: int = 10
+    workflow_id: Name
+    field_name: Name | None = None
+    limit: Count = 10
 
 
 RequestType = (
@@ -265,7 +277,7 @@ class HistoryPage(Response, frozen=True, tag="history_page"):
 
 
 class ParamsReply(Response, frozen=True, tag="params"):
-    handle: str
+    handle: Handle
     workflow_id: str
     params: dict[str, str]
 

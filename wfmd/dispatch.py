@@ -23,7 +23,7 @@ from wfmctl.protocol import (
 
 from . import commands_query as query
 from . import commands_run as run
-from .server import Send
+from .server import Send, shorten
 from .services import RequestFailed, Services
 from .store import StorageFull
 
@@ -61,6 +61,6 @@ class Dispatcher:
                 case ParamHistory():
                     await send(await query.param_history(s, request))
         except RequestFailed as exc:
-            await send(Error(code=exc.code, message=str(exc)))
+            await send(Error(code=exc.code, message=shorten(str(exc))))
         except StorageFull as exc:
-            await send(Error(code=ErrorCode.STORAGE, message=f"storage error: {exc}"))
+            await send(Error(code=ErrorCode.STORAGE, message=shorten(f"storage error: {exc}")))

@@ -40,8 +40,46 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def piece_size(line: bytes | bytearray) -> int:
+    """Where to cut a line longer than MAX_LINE: at MAX_LINE, moved back to the start of a
+    UTF-8 character so valid text stays valid in both pieces (at most 3 bytes back)."""
+    size = MAX_LINE
+    while size > MAX_LINE - 3 and line[size] & 0xC0 == 0x80:
+        size -= 1
+    return size if line[size] & 0xC0 != 0x80 else MAX_LINE
+
+
+def _pieces(line: bytes) -> list[bytes]:
+    """A line (with its newline) longer than MAX_LINE, as pieces; the last keeps the newline."""
+    pieces = []
+    while len(line) > MAX_LINE + 1:
+        size = piece_size(line)
+        pieces.append(line[:size])
+        line = line[size:]
+    pieces.append(line)
+    return pieces
+
+
 def cut(execution_id: int, stream: int, ts: int, data: bytes) -> list[Chunk]:
     """Chunks for `data`, which holds whole lines only (or one unterminated piece)."""
+    if len(data) > MAX_LINE + 1 and _longest_line(data) > MAX_LINE:
+        chunks: list[Chunk] = []
+        for line in data.split(b"\n")[:-1]:
+            for piece in _pieces(line + b"\n"):
+                chunks += _cut_lines(execution_id, stream, ts, piece)
+        return chunks
+    return _cut_lines(execution_id, stream, ts, data)
+
+
+def _longest_line(data: bytes) -> int:
+    longest = start = 0
+    while (end := data.find(b"\n", start)) != -1:
+        longest = max(longest, end - start)
+        start = end + 1
+    return max(longest, len(data) - start)
+
+
+def _cut_lines(execution_id: int, stream: int, ts: int, data: bytes) -> list[Chunk]:
     lines = data.count(b"\n") or 1
     if stream != STDERR or EVENT_MARKER not in data:
         return [Chunk(execution_id, stream, ts, data, lines)]
@@ -72,7 +110,7 @@ class Pump:
         execution_id: int,
         stream: int,
         source: trio.abc.ReceiveStream,
-        sink: trio.MemorySendChannel[Chunk],
+        sink: trio.MemorySendChannel[list[Chunk]],
     ) -> None:
         self.execution_id = execution_id
         self.stream = stream
@@ -122,14 +160,17 @@ class Pump:
                         complete = data[:end]
                         partial += data[end:]
                     if complete:
-                        for chunk in cut(eid, stream, ts, complete):
-                            await sink.send(chunk)
-                    while len(partial) >= MAX_LINE:
-                        piece = bytes(partial[:MAX_LINE])
-                        del partial[:MAX_LINE]
-                        await sink.send(Chunk(eid, stream, ts, piece, 1))
+                        # One item per read: its entries get consecutive sequence numbers,
+                        # never interleaved with a later read of the other stream.
+                        await sink.send(cut(eid, stream, ts, complete))
+                    # Strictly longer: a line of exactly MAX_LINE bytes waits for its newline.
+                    while len(partial) > MAX_LINE:
+                        size = piece_size(partial)
+                        piece = bytes(partial[:size])
+                        del partial[:size]
+                        await sink.send([Chunk(eid, stream, ts, piece, 1)])
             finally:
                 self.waiting_since = None
                 if partial:
                     with trio.CancelScope(shield=True), trio.move_on_after(FLUSH_TIMEOUT):
-                        await sink.send(Chunk(eid, stream, now_ms(), bytes(partial), 1))
+                        await sink.send([Chunk(eid, stream, now_ms(), bytes(partial), 1)])

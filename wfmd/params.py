@@ -115,6 +115,8 @@ def _check_value(field: Field, value: object) -> tuple[str, str | None]:
             kind = type(value).__name__
         return "", f"must be a string, number or boolean, not {kind}"
     text = scalar_text(value)
+    if "\0" in text:  # the kernel's argv is NUL-terminated strings: it cannot be passed
+        return text, "contains a NUL character, which cannot be passed as an argument"
     field_type = field.field_type
     if field_type.type == "number":
         return text, _number_problem(text, field_type.min, field_type.max)

@@ -86,6 +86,27 @@ async def open_unix_listener(path: Path) -> trio.SocketListener:
     return trio.SocketListener(sock)
 
 
+# Error messages quote what the client sent; quoting a multi-megabyte string back could make
+# the reply larger than a frame.
+MAX_ERROR_MESSAGE = 1000
+
+
+def shorten(message: str) -> str:
+    if len(message) <= MAX_ERROR_MESSAGE:
+        return message
+    return message[: MAX_ERROR_MESSAGE - 20] + f"... ({len(message)} characters)"
+
+
+def _is_msgpack(body: bytes) -> bool:
+    try:
+        msgspec.msgpack.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        return False
+    except RecursionError:
+        return True
+    return True
+
+
 def peer_uid(stream: trio.SocketStream) -> int:
     raw = stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     _pid, uid, _gid = _PEERCRED.unpack(raw)
@@ -112,10 +133,15 @@ class Connection:
         self._version = version
 
     async def send(self, response: Response) -> None:
-        await self._stream.send_all(protocol.encode_frame(response))
+        try:
+            frame = protocol.encode_frame(response)
+        except FrameError as exc:  # a reply we should never have built; say so, briefly
+            log.error("reply not sent: %s", exc)
+            frame = protocol.encode_frame(Error(code=ErrorCode.INTERNAL, message=str(exc)))
+        await self._stream.send_all(frame)
 
     async def error(self, code: str, message: str) -> None:
-        await self.send(Error(code=code, message=message))
+        await self.send(Error(code=code, message=shorten(message)))
 
     async def serve(self) -> None:
         """Cancellation: the connection is closed; a request in progress is abandoned."""
@@ -149,11 +175,17 @@ class Connection:
             try:
                 request = protocol.decode_request(body)
             except msgspec.ValidationError as exc:
+                if not _is_msgpack(body):  # typed decoding stops at the first wrong type
+                    await self.error(ErrorCode.BAD_FRAME, "undecodable frame: not msgpack")
+                    return
                 await self.error(ErrorCode.BAD_REQUEST, f"invalid request: {exc}")
                 continue
-            except msgspec.DecodeError as exc:
+            except (msgspec.DecodeError, UnicodeDecodeError) as exc:
                 await self.error(ErrorCode.BAD_FRAME, f"undecodable frame: {exc}")
                 return
+            except RecursionError:
+                await self.error(ErrorCode.BAD_REQUEST, "invalid request: nested too deeply")
+                continue
             await self._dispatch(request, self.send)
 
 

@@ -222,7 +222,14 @@ class Supervisor:
         """
         stored = active.stored
         env = dict(os.environ, **{process.EXECUTION_ENV: stored.info.handle})
+        # Running before the child exists: if the daemon dies right after the spawn, recovery
+        # finds the execution Running and kills its processes, instead of running it twice.
+        # The writer learns of the execution before anyone can see it Running.
+        sink = self._writer.begin(stored.id)
         try:
+            if not await self._mark_running(active):
+                sink.close()
+                return Finish(stored.id, active.stop_status, active.stop_reason, now_ms(), 0)
             proc = await trio.lowlevel.open_process(
                 stored.argv,
                 stdin=subprocess.DEVNULL,
@@ -231,13 +238,16 @@ class Supervisor:
                 start_new_session=True,
                 env=env,
             )
-        except OSError as exc:
-            reason = f"could not start {stored.argv[0]}: {exc.strerror or exc}"
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
+            sink.close()
+            reason = f"could not start {stored.argv[0]}: {getattr(exc, 'strerror', None) or exc}"
             return Finish(stored.id, "Failed", reason, now_ms(), 0)
+        except BaseException:
+            sink.close()
+            raise
         try:
-            # The writer learns of the execution before anyone can see it Running.
-            with self._writer.begin(stored.id) as sink:
-                await self._store.call(executions.mark_running, stored.id, proc.pid, now_ms())
+            with sink:
+                await self._store.call(executions.set_pid, stored.id, proc.pid)
                 timeout = stored.info.timeout
                 deadline = math.inf if timeout is None else trio.current_time() + timeout
                 assert proc.stdout is not None and proc.stderr is not None
@@ -249,7 +259,7 @@ class Supervisor:
                 for pump in pumps:
                     nursery.start_soon(pump.run)
                 ending = await self._wait_for_end(active, proc, deadline)
-                await self._reap(proc, pumps, nursery.cancel_scope)
+                await self._reap(active, proc, pumps, nursery.cancel_scope)
         finally:
             with trio.CancelScope(shield=True):
                 process.kill_group(proc.pid, signal.SIGKILL)
@@ -258,6 +268,19 @@ class Supervisor:
                         await pipe.aclose()
                 await proc.wait()
         return self._finish_for(active, proc, ending, timeout)
+
+    async def _mark_running(self, active: _Active) -> bool:
+        """Commit Running, retrying while the database refuses writes (a user's long write
+        transaction, a full disk). False if the execution was stopped meanwhile."""
+        while not active.stop.is_set():
+            try:
+                await self._store.call(executions.mark_running, active.stored.id, now_ms())
+                return True
+            except StorageFull as exc:
+                log.warning("cannot start %s yet: %s", active.stored.info.handle, exc)
+                with trio.move_on_after(STORAGE_CHECK_INTERVAL):
+                    await active.stop.wait()
+        return False
 
     async def _wait_for_end(self, active: _Active, proc: trio.Process, deadline: float) -> str:
         """'exit', 'stop' or 'timeout'; on the last two the group has been terminated."""
@@ -293,10 +316,15 @@ class Supervisor:
             await proc.wait()
 
     async def _reap(
-        self, proc: trio.Process, pumps: list[Pump], pump_scope: trio.CancelScope
+        self,
+        active: _Active,
+        proc: trio.Process,
+        pumps: list[Pump],
+        pump_scope: trio.CancelScope,
     ) -> None:
-        """After the main child has exited: drain, kill what is left of the group, and stop
-        reading pipes that only a process outside the group still holds."""
+        """After the main child has exited: drain, kill what is left of the group and any
+        process that left it (found by WFM_EXECUTION_ID), and stop reading pipes that only a
+        process we could not find still holds."""
 
         async def drained(within: float) -> bool:
             with trio.move_on_after(within):
@@ -305,15 +333,14 @@ class Supervisor:
                 return True
             return False
 
-        drained_in_time = await drained(DRAIN_GRACE)
-        # Whatever is left of the group goes, even if it closed its pipes: nothing outlives
-        # the execution it belongs to.
+        await drained(DRAIN_GRACE)
+        # Whatever is left goes, even if it closed its pipes: nothing outlives the execution
+        # it belongs to.
         process.kill_group(proc.pid, signal.SIGKILL)
-        if drained_in_time:
-            return
+        await trio.to_thread.run_sync(process.kill_execution_processes, active.stored.info.handle)
         while not await drained(WATCHDOG_TICK):
             now = trio.current_time()
-            if all(
+            if active.stop.is_set() or all(
                 p.finished.is_set()
                 or (p.waiting_since is not None and now - p.waiting_since > ORPHAN_PIPE_GRACE)
                 for p in pumps

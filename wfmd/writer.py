@@ -62,7 +62,9 @@ class LogWriter:
     def __init__(self, store: Store, *, commit_interval: float) -> None:
         self._store = store
         self._commit_interval = commit_interval
-        self._send, self._receive = trio.open_memory_channel[Chunk | _FinishRequest](CHANNEL_SIZE)
+        self._send, self._receive = trio.open_memory_channel[list[Chunk] | _FinishRequest](
+            CHANNEL_SIZE
+        )
         self._next_seq: dict[int, int] = {}  # executions being written: next seq to assign
         self._committed: dict[int, int] = {}  # executions being written: entries committed
         self._watchers: dict[int, trio.Event] = {}
@@ -77,7 +79,7 @@ class LogWriter:
 
     # ----------------------------------------------------------------- used by the supervisor
 
-    def begin(self, execution_id: int, next_seq: int = 0) -> trio.MemorySendChannel[Chunk]:
+    def begin(self, execution_id: int, next_seq: int = 0) -> trio.MemorySendChannel[list[Chunk]]:
         """Start accepting lines for an execution; returns a channel for its pumps."""
         self._next_seq[execution_id] = next_seq
         self._committed[execution_id] = next_seq
@@ -131,8 +133,9 @@ class LogWriter:
     async def _collect(self) -> None:
         async with self._receive:
             async for item in self._receive:
-                if isinstance(item, Chunk):
-                    self._add_chunk(item)
+                if isinstance(item, list):
+                    for chunk in item:
+                        self._add_chunk(chunk)
                 else:
                     self._add_finish(item)
                 while self._batch.size >= MAX_PENDING_BYTES:

@@ -73,17 +73,26 @@ def open_database(path: Path) -> apsw.Connection:
     was written by a newer wfm.
     """
     _install_logging()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    existed = path.exists() and path.stat().st_size > 0
     try:
-        conn = apsw.Connection(str(path))
-    except apsw.CantOpenError as exc:
-        raise DatabaseError("unwritable", f"cannot open database {path}: {exc}") from exc
+        return _open(path)
     except (apsw.NotADBError, apsw.CorruptError) as exc:
         raise DatabaseError("corrupt", f"{path} is not a usable wfm database: {exc}") from exc
+    except (apsw.BusyError, apsw.LockedError) as exc:
+        raise DatabaseError(
+            "locked", f"{path} is locked by another process (waited {BUSY_TIMEOUT_MS} ms): {exc}"
+        ) from exc
+    except (apsw.Error, OSError) as exc:  # read-only, permissions, I/O, full disk, ...
+        raise DatabaseError("unwritable", f"cannot open or write {path}: {exc}") from exc
+
+
+def _open(path: Path) -> apsw.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists() and path.stat().st_size > 0
+    conn = apsw.Connection(str(path))
     try:
-        _check_readable(conn, path)
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
+        # The first read of the file: this is where "not a database" and corruption show.
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
         _refuse_newer(conn, path)
         if not existed or not conn.execute("SELECT count(*) FROM sqlite_schema").get:
             # Must precede the first table and WAL (which initialises the file): SQLite can
@@ -135,16 +144,6 @@ def _refuse_newer(conn: apsw.Connection, path: Path) -> None:
         )
 
 
-def _check_readable(conn: apsw.Connection, path: Path) -> None:
-    try:
-        # The first read of the file: this is where "not a database" and corruption show.
-        conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
-    except (apsw.NotADBError, apsw.CorruptError) as exc:
-        raise DatabaseError("corrupt", f"{path} is not a usable wfm database: {exc}") from exc
-    except (apsw.BusyError, apsw.LockedError) as exc:
-        raise DatabaseError("locked", f"{path} is locked by another process: {exc}") from exc
-
-
 def current_version(conn: apsw.Connection) -> int:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_version'"
@@ -162,16 +161,13 @@ def _migrate(conn: apsw.Connection, path: Path, existed: bool) -> None:
         return
     if existed and conn.execute("SELECT count(*) FROM sqlite_schema").get:
         backup_before_migration(conn, path, version)
-    try:
-        for migration in migrations[version:]:
-            with conn:
-                conn.execute(migration.sql)
-                conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (migration.version, migration.name, int(time.time() * 1000)),
-                )
-    except (apsw.FullError, apsw.IOError, apsw.ReadOnlyError) as exc:
-        raise DatabaseError("unwritable", f"cannot migrate {path}: {exc}") from exc
+    for migration in migrations[version:]:
+        with conn:
+            conn.execute(migration.sql)
+            conn.execute(
+                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, int(time.time() * 1000)),
+            )
 
 
 def backup_before_migration(conn: apsw.Connection, path: Path, version: int) -> Path:

@@ -106,13 +106,17 @@ def create(
     return get_by_id(conn, eid)
 
 
-def mark_running(conn: apsw.Connection, execution_id: int, pid: int, now: int) -> None:
+def mark_running(conn: apsw.Connection, execution_id: int, now: int) -> None:
     with conn:
         conn.execute(
-            "UPDATE executions SET status = 'Running', reason = NULL, started_at = ?, pid = ?"
-            " WHERE id = ?",
-            (now, pid, execution_id),
+            "UPDATE executions SET status = 'Running', reason = NULL, started_at = ? WHERE id = ?",
+            (now, execution_id),
         )
+
+
+def set_pid(conn: apsw.Connection, execution_id: int, pid: int) -> None:
+    with conn:
+        conn.execute("UPDATE executions SET pid = ? WHERE id = ?", (pid, execution_id))
 
 
 def apply_finishes(conn: apsw.Connection, finishes: Sequence[Finish]) -> None:

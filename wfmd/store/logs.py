@@ -59,6 +59,11 @@ def insert_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
     )
 
 
+def _wire_size(line: str) -> int:
+    """Bytes the line takes in a reply (UTF-8): invalid bytes became 3-byte U+FFFD."""
+    return len(line) if line.isascii() else len(line.encode())
+
+
 def split_lines(data: bytes) -> list[bytes]:
     lines = data.split(b"\n")
     if lines[-1] == b"":
@@ -108,7 +113,7 @@ def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int)
         for entry in _entries(row, execution_id):
             if entry.seq <= after:
                 continue
-            size += len(entry.line)
+            size += _wire_size(entry.line)
             if len(out) >= limit or (out and size > MAX_PAGE_BYTES):
                 return out
             out.append(entry)
@@ -131,7 +136,7 @@ def read_tail(conn: apsw.Connection, execution_id: int, count: int) -> list[LogE
     out: list[LogEntry] = []
     size = 0
     for entry in reversed(entries[-count:] if count else []):
-        size += len(entry.line)
+        size += _wire_size(entry.line)
         if out and size > MAX_PAGE_BYTES:
             break
         out.append(entry)
