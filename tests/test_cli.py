@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import WFMCTL, Daemon, metadata, write_workflow
 
 from wfmctl.cli import (
@@ -315,15 +314,6 @@ for i in range(150):
     assert plain.stdout.splitlines()[:2] == [b"caf? ?", b"? raw"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: --json output loses every character the terminal's encoding cannot show: "
-    "View.doc (wfmctl/commands.py:32) decodes msgspec's UTF-8 JSON to str and writes it to "
-    "a text stdout that cli._replace_unencodable (wfmctl/cli.py:360) set to errors='replace', "
-    "so under a non-UTF-8 locale (here PYTHONIOENCODING=ascii) 'café ☃' becomes 'caf? ?' "
-    "inside valid JSON: machine-readable output silently changes the data (it should escape "
-    "non-ASCII as \\\\uXXXX or write UTF-8 bytes)",
-    strict=True,
-)
 def test_json_output_keeps_text_whatever_the_terminal_encoding(daemon: Daemon) -> None:
     handle = daemon.run_and_wait("echo_params", message="café ☃")
     env = dict(os.environ, WFM_SOCKET=str(daemon.socket), PYTHONIOENCODING="ascii")

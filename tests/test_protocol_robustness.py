@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pytest
 from conftest import Daemon, metadata, write_workflow
 
 from wfmctl.protocol import MAX_FRAME, Execution, LogEntry
@@ -133,14 +132,6 @@ def test_malformed_msgpack_is_bad_frame_and_closes(daemon: Daemon) -> None:
         ping_ok(daemon)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a body that is not valid msgpack is answered bad_request (connection kept "
-    "open) instead of bad_frame (closed) when its first bytes already fail the schema: "
-    "wfmd/server.py:150 decodes straight into the Request union (protocol.decode_request), "
-    "and msgspec raises ValidationError on the first type mismatch before it ever sees the "
-    "truncation, trailing bytes or invalid opcode that would be a DecodeError",
-    strict=True,
-)
 def test_malformed_msgpack_with_a_wrong_start_is_bad_frame_too(daemon: Daemon) -> None:
     for case, body in MALFORMED_BODIES_WITH_A_WRONG_START.items():
         with Raw(daemon.socket) as raw:
@@ -385,15 +376,6 @@ for i in range(300):
     assert err == [i for i in range(300) if i % 3 == 0]
 
 
-@pytest.mark.xfail(
-    reason="BUG: log pages are bounded by characters, not encoded bytes: "
-    "wfmd/store/logs.py:111 and :134 add len(entry.line) to the 8 MiB page budget, but a "
-    "1 MiB entry of invalid UTF-8 decodes to 1 Mi U+FFFD = 3 MiB on the wire, so a page of 8 "
-    "such entries is a ~24 MiB frame; protocol.encode_frame raises FrameError in "
-    "wfmd/server.py:115 and logs, logs --tail and follow of the execution all fail with "
-    "'internal' (wfmctl logs exits 1): the output is stored but can never be read back",
-    strict=True,
-)
 def test_large_non_utf8_output_can_be_read_back(daemon: Daemon, workflow_dir: Path) -> None:
     size = 10_000_000
     body = f"""
@@ -410,14 +392,6 @@ sys.stdout.buffer.flush()
         assert [e for e in client.follow(handle) if isinstance(e, LogEntry)] == entries
 
 
-@pytest.mark.xfail(
-    reason="BUG: a long line of valid UTF-8 comes back with U+FFFD where it was cut: "
-    "wfmd/ingest.py:128 cuts an over-long line at exactly MAX_LINE bytes, which can split a "
-    "multi-byte character between two entries; each entry is decoded on its own "
-    "(store/logs.py _entries), so both halves become replacement characters although the "
-    "workflow printed valid text (the bytes in the database are intact)",
-    strict=True,
-)
 def test_long_multibyte_line_keeps_its_characters(daemon: Daemon, workflow_dir: Path) -> None:
     count = 1_000_000  # "€" is 3 bytes: 3 MB, and 1 MiB is not a multiple of 3
     body = f"""
@@ -492,15 +466,6 @@ HOSTILE_NUMBERS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.xfail(
-    reason="BUG: non-finite or huge numbers get 'internal' errors (traceback logged, connection "
-    "closed) instead of bad_request: a NaN/inf timeout passes the `< 0` check at "
-    "wfmd/commands_run.py:40 and int(run_timeout * 1000) raises at wfmd/supervisor.py:127 "
-    "(1e300 overflows the SQLite binding); history since/until hit int(nan) or overflow at "
-    "wfmd/commands_query.py:85-86; logs/follow `after` >= 2**63 overflows the key binding in "
-    "store/logs.py read_after",
-    strict=True,
-)
 def test_hostile_numbers_are_bad_requests_not_internal_errors(daemon: Daemon) -> None:
     handle = daemon.run_and_wait("echo_params", message="x")
     failures = []
@@ -525,13 +490,6 @@ def test_hostile_numbers_are_bad_requests_not_internal_errors(daemon: Daemon) ->
     assert "Traceback" not in daemon.log()
 
 
-@pytest.mark.xfail(
-    reason="BUG: a negative `tail` returns an arbitrary slice instead of bad_request or "
-    "nothing: wfmd/commands_query.py:69 clamps tail only from above, and store/logs.py "
-    "read_tail (line 133) slices entries[-count:], i.e. entries[3:] of the last row for -3 "
-    "(7 of the 10 entries here)",
-    strict=True,
-)
 def test_negative_tail_is_refused_or_empty(daemon: Daemon, workflow_dir: Path) -> None:
     # Ten lines in one write: one pipe read, one log row, so the slice is deterministic.
     body = 'sys.stdout.write("".join(f"line {i}\\n" for i in range(10)))\n'

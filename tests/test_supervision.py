@@ -255,14 +255,6 @@ print("main child done", flush=True)
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a grandchild that left the process group (setsid) outlives its execution: "
-    "Supervisor._reap (wfmd/supervisor.py:295) and the final kill_group in _supervise only "
-    "signal the original process group; the processes still carrying the execution's "
-    "WFM_EXECUTION_ID are never looked up (process.kill_execution_processes is used only by "
-    "recovery after a crash), contrary to 'nothing outlives the execution it belongs to'",
-    strict=True,
-)
 def test_grandchild_that_left_the_group_is_killed_when_the_execution_ends(
     daemon: Daemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
@@ -291,15 +283,6 @@ with open({str(pids_file)!r}, "w") as f:
                 os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.xfail(
-    reason="BUG: an escaped (setsid) grandchild that keeps printing keeps the execution "
-    "Running after the main child exited, for as long as it prints; cancel and the run's "
-    "timeout are ignored meanwhile, and it finally ends as Completed: Supervisor._reap "
-    "(wfmd/supervisor.py:295-320) only stops reading a pipe once it has been silent for "
-    "ORPHAN_PIPE_GRACE (line 318), and neither watches active.stop nor the deadline, which "
-    "only _wait_for_end (line 262) does; the escaped process is never killed either",
-    strict=True,
-)
 def test_chatty_grandchild_that_left_the_group_does_not_hang_the_execution(
     make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
 ) -> None:
@@ -442,14 +425,6 @@ def test_spawn_failure_with_a_bad_interpreter(daemon: Daemon, workflow_dir: Path
     assert ended.reason is not None and "could not start" in ended.reason, ended.reason
 
 
-@pytest.mark.xfail(
-    reason="BUG: a parameter value containing a NUL byte is accepted, then the spawn raises "
-    "ValueError('embedded null byte'), which is not the OSError that _supervise catches "
-    "(wfmd/supervisor.py:226-232); it lands in _execute's catch-all (line 206): the run is "
-    "recorded as 'Failed: internal error in wfmd: embedded null byte' with a traceback in the "
-    "daemon log. params.validate_params (wfmd/params.py:54) should refuse it as invalid_params",
-    strict=True,
-)
 def test_nul_byte_in_a_parameter_is_refused(daemon: Daemon) -> None:
     with daemon.client() as client:
         try:
