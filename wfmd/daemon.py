@@ -26,7 +26,7 @@ from .dispatch import Dispatcher
 from .scheduler import Scheduler
 from .server import Server
 from .services import Services, WorkflowCatalog
-from .store import Store
+from .store import DatabaseError, Store
 from .supervisor import Supervisor
 from .writer import LogWriter
 
@@ -49,9 +49,14 @@ def database_lock(database: Path) -> Iterator[None]:
     flock, unlike SQLite's own locks, does not stop people reading the database with `sqlite3`,
     and the kernel releases it when the holder dies, even by `kill -9`.
     """
-    database.parent.mkdir(parents=True, exist_ok=True)
     lock_path = database.with_name(database.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise DatabaseError(
+            "unwritable", f"cannot create the database lock file {lock_path}: {exc}"
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
