@@ -1,0 +1,1202 @@
+"""Performance at scale: the real daemon on a database of 1,000,000 executions.
+
+    python tests/bench/bench_scale.py            # full scale, bars enforced (exit 1 if missed)
+    python tests/bench/bench_scale.py --quick    # a 0.2% database and short phases: seconds
+    python tests/bench/bench_scale.py --only queries,follow --scale 0.1
+
+The database comes from `scale_data.py`: a full run builds it once (about 3 minutes, 9.5 GB)
+and reuses it from `--data-dir` (default `$WFM_BENCH_DATA` or `~/.cache/wfm-bench`); a quick
+run builds its small one in its temporary directory. Every daemon start gets its own copy;
+the original is never opened for writing.
+
+Everything goes through the installed `wfmd` (next to `sys.executable`) and the real client
+(`wfmctl.Client`, or the `wfmctl` executable), and every ratio is against a baseline
+measured in the same run:
+
+  startup     spawn to ready (systemd's READY=1) on the big database vs an empty (migrated)
+              one, alternating, with no workflows to probe so that only the database differs
+  queries     p99 round trips on one persistent connection, minus the median `ping` round
+              trip (the client's own cost): status by handle and by prefix, history pages
+              (filtered, and deep pages via `before` against page 1), log tail and pages of
+              the 10M-line execution, param_history
+  memory      the daemon's idle RSS on the big database
+  throughput  32 clients (processes x threads, one connection each) asking for status:
+              requests/s and p99, with the daemon's and the load generator's CPU; then
+              again while one workflow ingests as fast as it can, against its solo rate
+  follow      a workflow printing a timestamped line every 10 ms; `follow` receive time
+              minus printed time
+  client      `wfmctl status` as a fresh process vs `python -I -c "import msgspec, socket"`
+              and vs `supervisorctl status` against a running supervisord
+  peers       supervisord capturing the same child's lines to a file vs wfmd to its database;
+              supervisord's program is started with the XML-RPC call supervisorctl makes
+              (a fresh supervisorctl process would add its own ~100 ms interpreter start)
+  many        200 workflows printing 10 lines/s each: daemon CPU and RSS, no line lost
+
+supervisord is a bench-only extra (`pip install supervisor`); without it the supervisor
+comparisons are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import http.client
+import importlib.util
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import xmlrpc.client
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import scale_data
+from bench_ingest import LINE_BYTES, WORKFLOW, build_child, status_mb
+
+from wfmctl import Client
+from wfmctl.protocol import LogEntry
+
+BIN = Path(sys.executable).parent
+WFMD = str(BIN / "wfmd")
+WFMCTL = str(BIN / "wfmctl")
+
+# ----------------------------------------------------------------------------------- bars
+
+STARTUP_RATIO = 1.2  # start to ready, big database vs empty one (medians)
+STATUS_P99_MS = 1.0  # server-side: round-trip p99 minus the median ping round trip
+HISTORY_P99_MS = 5.0
+DEEP_PAGE_RATIO = 1.2  # "not slower than page 1": medians, with room for noise
+LOGS_P99_MS = 5.0
+PARAM_HISTORY_P99_MS = 10.0
+THROUGHPUT_MIN = 5_000  # status requests/s from 32 clients
+THROUGHPUT_P99_MS = 5.0
+THROUGHPUT_INGEST_P99_MS = 25.0  # the same while one workflow ingests at full speed
+INGEST_UNDER_LOAD_SHARE = 0.8  # ... which keeps this share of its solo rate
+FOLLOW_P50_MS = 60.0
+FOLLOW_P99_MS = 150.0
+CLIENT_VS_PYTHON = 1.3  # `wfmctl status` wall time vs a bare interpreter importing msgspec
+CLIENT_VS_SUPERVISORCTL = 0.5
+PEER_PER_LINE_RATIO = 1.5  # wfmd time / supervisord time for the per-line child
+MANY_CPU_SHARE = 0.10  # of one core, 200 workflows at 10 lines/s each
+MANY_RSS_MB = 150.0
+IDLE_RSS_MB = 50.0
+
+# ------------------------------------------------------------------------------- settings
+
+LOAD_PROCESSES = 4  # x LOAD_THREADS = 32 clients: threads share a GIL, so several processes
+LOAD_THREADS = 8
+LOAD_LEAD = 1.5  # seconds for the load generators to start and connect before the window
+DEEP_PAGE = 10_000  # the history page reached with `before` (500,000 executions deep)
+PAGE = 50  # executions per history page, the protocol's default
+FOLLOW_INTERVAL = 0.01  # a timestamped line every 10 ms for the follow latency
+MANY_INTERVAL = 0.1  # 10 lines/s per workflow when 200 run at once
+SAMPLE_HANDLES = 2_000  # random executions asked about: spread over the whole table
+INGEST_LINES = 10**12  # "forever": the ingesting workflow is cancelled at the end of a window
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How much of everything: FULL is what the bars are set for, QUICK proves it works."""
+
+    scale: float
+    startup_runs: int
+    query_rounds: int
+    load_seconds: float
+    ingest_seconds: float
+    follow_seconds: float
+    client_runs: int
+    peer_lines: int
+    peer_repeats: int
+    many_workflows: int
+    many_seconds: float
+
+
+FULL = Settings(1.0, 5, 2_000, 10.0, 10.0, 10.0, 20, 1_000_000, 3, 200, 20.0)
+QUICK = Settings(0.002, 3, 150, 2.0, 2.0, 2.0, 5, 50_000, 1, 20, 4.0)
+
+SECTIONS = ("startup", "queries", "memory", "throughput", "follow", "client", "peers", "many")
+
+TICKER = """#!{python} -IS
+import json, os, sys, time
+if sys.argv[1:] == ["--workflow-metadata"]:
+    number = {{"type": "number"}}
+    def field(name):
+        return {{"name": name, "field_type": number, "label": name, "description": "",
+                "cli_arg": "--" + name, "required": True, "default": None,
+                "required_for_phases": None}}
+    print(json.dumps({{"id": "ticker", "name": "ticker", "description": "timestamped lines",
+                      "fields": [field("interval"), field("count")]}}))
+    sys.exit(0)
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+interval, count = float(args["--interval"]), int(args["--count"])
+pad = "x" * 48
+start = time.monotonic()
+for i in range(count):
+    delay = start + i * interval - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    os.write(1, ("%.6f %08d %s\\n" % (time.time(), i, pad)).encode())
+"""
+
+
+# --------------------------------------------------------------------------------- report
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    baseline: str = ""
+    ratio: str = ""
+    bar: str = ""
+    ok: bool | None = None
+
+
+class Report:
+    WIDTHS = (50, 20, 44, 6, 24)
+    HEADER = ("measure", "value", "baseline / detail", "ratio", "bar", "ok")
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+
+    def add(self, measure: str, value: str, **kw: Any) -> None:
+        row = Row(measure, value, **kw)
+        self.rows.append(row)
+        print(self._line(row), flush=True)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+        print(f"  note: {text}", flush=True)
+
+    def section(self, title: str) -> None:
+        print(f"== {title}", flush=True)
+
+    def _line(self, row: Row) -> str:
+        ok = "" if row.ok is None else ("yes" if row.ok else "MISSED")
+        cells = (row.measure, row.value, row.baseline, row.ratio, row.bar)
+        text = " ".join(c.ljust(w) for c, w in zip(cells, self.WIDTHS, strict=True))
+        return f"{text} {ok}".rstrip()
+
+    def table(self) -> str:
+        head = " ".join(c.ljust(w) for c, w in zip(self.HEADER, (*self.WIDTHS, 0), strict=True))
+        lines = [head.rstrip(), "-" * len(head)]
+        lines += [self._line(r) for r in self.rows]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    @property
+    def missed(self) -> list[Row]:
+        return [r for r in self.rows if r.ok is False]
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+# --------------------------------------------------------------------------------- daemon
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """The installed wfmd on its own directory; ready when it sends systemd's READY=1."""
+
+    def __init__(
+        self, root: Path, database: Path, workflows: Path, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.root = root
+        self.database = database
+        self.workflows = workflows
+        self.extra = extra
+        self.socket = root / "wfmd.sock"
+        self.log = root / "wfmd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 120.0) -> float:
+        """Start and wait until ready; returns seconds from spawn to READY=1."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        config = self.root / "none.toml"
+        config.touch()
+        notify_path = self.root / "notify.sock"
+        notify_path.unlink(missing_ok=True)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(notify_path))
+        notify.settimeout(0.5)
+        env = dict(os.environ, WFM_CONFIG=str(config), NOTIFY_SOCKET=str(notify_path))
+        argv = [
+            WFMD,
+            "--database",
+            str(self.database),
+            "--socket",
+            str(self.socket),
+            "--workflow-dir",
+            str(self.workflows),
+            "--log-level",
+            "WARNING",
+            *self.extra,
+        ]
+        with notify, self.log.open("ab") as log:
+            began = time.perf_counter()
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if b"READY=1" in notify.recv(4096).split(b"\n"):
+                        break
+                except TimeoutError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        self.stop()
+                        tail = self.log.read_text(errors="replace")[-2000:]
+                        raise SystemExit(f"wfmd did not become ready:\n{tail}") from None
+            elapsed = time.perf_counter() - began
+        with Client(self.socket, timeout=30) as client:
+            client.ping()
+        return elapsed
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.returncode != 0:  # a daemon that did not stop cleanly makes its figures suspect
+            tail = self.log.read_text(errors="replace")[-2000:]
+            print(f"warning: wfmd exited with {proc.returncode}:\n{tail}", file=sys.stderr)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def rss_mb(self) -> float:
+        return status_mb(self.pid, "VmRSS")
+
+
+def copy_database(source: Path, target_dir: Path) -> tuple[Path, float]:
+    """A private copy of the database for one daemon start; returns it and seconds taken."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / "wfm.db"
+    began = time.perf_counter()
+    shutil.copyfile(source, target)  # sendfile/copy_file_range: in the kernel
+    return target, time.perf_counter() - began
+
+
+# -------------------------------------------------------------------------------- context
+
+
+@dataclass
+class Targets:
+    """What the requests ask for, picked from the original database (read-only)."""
+
+    handles: list[str]
+    prefixes: list[str]
+    workflows: list[str]
+    first_s: float
+    last_s: float
+    deep_page: int
+    deep_before: str
+    filtered_workflow: str
+    filtered_status: str
+    filtered_pages: int
+    filtered_last_before: str
+    big_handle: str
+    big_lines: int
+
+
+def pick_targets(database: Path, facts: scale_data.Facts, params: scale_data.Parameters) -> Targets:
+    executions = params.executions
+    rng = random.Random(42)
+    with contextlib.closing(sqlite3.connect(database.as_uri() + "?immutable=1", uri=True)) as db:
+        ids = rng.sample(range(1, executions + 1), min(executions, SAMPLE_HANDLES))
+        handles = [
+            db.execute("SELECT handle FROM executions WHERE id = ?", (i,)).fetchone()[0]
+            for i in ids
+        ]
+        prefixes = []
+        for h in handles:
+            (n,) = db.execute(
+                "SELECT count(*) FROM executions WHERE handle >= ? AND handle < ?",
+                (h[:8], h[:8] + "~"),
+            ).fetchone()
+            if n == 1:
+                prefixes.append(h[:8])
+        deep_page = min(DEEP_PAGE, executions // PAGE)
+        (deep_before,) = db.execute(
+            "SELECT handle FROM executions ORDER BY id DESC LIMIT 1 OFFSET ?",
+            ((deep_page - 1) * PAGE - 1,),
+        ).fetchone()
+        workflow, status, count = db.execute(
+            "SELECT workflow_id, status, count(*) FROM executions"
+            " GROUP BY workflow_id, status ORDER BY 3 DESC LIMIT 1"
+        ).fetchone()
+        pages = math.ceil(count / PAGE)
+        (last_before,) = db.execute(
+            "SELECT handle FROM executions WHERE workflow_id = ? AND status = ?"
+            " ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (workflow, status, (pages - 1) * PAGE - 1),
+        ).fetchone()
+    return Targets(
+        handles=handles,
+        prefixes=prefixes,
+        workflows=facts.workflow_ids,
+        first_s=facts.first_created_ms / 1000,
+        last_s=facts.last_created_ms / 1000,
+        deep_page=deep_page,
+        deep_before=deep_before,
+        filtered_workflow=workflow,
+        filtered_status=status,
+        filtered_pages=pages,
+        filtered_last_before=last_before,
+        big_handle=facts.big_execution_handle,
+        big_lines=params.big_execution_lines,
+    )
+
+
+@dataclass
+class Context:
+    settings: Settings
+    quick: bool
+    report: Report
+    work: Path
+    data: Path
+    facts: scale_data.Facts
+    params: scale_data.Parameters
+    child: list[str]
+    workflows: Path
+    targets: Targets
+    supervisor: Supervisord | None = None
+
+
+def write_workflows(directory: Path, child: list[str]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("bench_lines", WORKFLOW.format(python=sys.executable, child=child)),
+        ("ticker", TICKER.format(python=sys.executable)),
+    ):
+        path = directory / name
+        path.write_text(text)
+        path.chmod(0o755)
+
+
+# -------------------------------------------------------------------------------- startup
+
+
+def empty_database(path: Path) -> Path:
+    """A migrated database with no history, made by the daemon's own code."""
+    from wfmd.store.database import close_database, open_database
+
+    close_database(open_database(path))
+    return path
+
+
+def bench_startup(ctx: Context) -> None:
+    r = ctx.report
+    r.section("start-up: spawn to READY=1, a fresh copy of the database for every start")
+    empty = empty_database(ctx.work / "empty" / "wfm.db")
+    no_workflows = ctx.work / "no-workflows"
+    no_workflows.mkdir(exist_ok=True)
+    times: dict[str, list[float]] = {"empty": [], "big": []}
+    copies: list[float] = []
+    for run in range(ctx.settings.startup_runs):
+        order = ("empty", "big") if run % 2 == 0 else ("big", "empty")
+        for kind in order:
+            root = ctx.work / f"start-{kind}-{run}"
+            database, copied = copy_database(empty if kind == "empty" else ctx.data, root)
+            if kind == "big":
+                copies.append(copied)
+            daemon = Daemon(root, database, no_workflows)
+            try:
+                times[kind].append(daemon.start())
+            finally:
+                daemon.stop()
+            shutil.rmtree(root)
+    big, base = statistics.median(times["big"]), statistics.median(times["empty"])
+    r.add(
+        f"start-up, {ctx.params.executions:,} executions",
+        ms(big),
+        baseline=f"empty db {ms(base)}; runs {len(times['big'])}",
+        ratio=f"{big / base:.2f}",
+        bar=f"<= {STARTUP_RATIO}x empty",
+        ok=big <= STARTUP_RATIO * base,
+    )
+    r.note(
+        f"start-up runs (ms) big {[round(t * 1000) for t in times['big']]}, empty "
+        f"{[round(t * 1000) for t in times['empty']]}; copying the database took "
+        f"{statistics.median(copies):.1f} s per start"
+    )
+
+
+# -------------------------------------------------------------------------------- queries
+
+
+def bench_queries(ctx: Context, daemon: Daemon) -> None:
+    r, t = ctx.report, ctx.targets
+    rounds = ctx.settings.query_rounds
+    r.section(f"queries: one persistent connection, {rounds} requests each, interleaved")
+    rng = random.Random(3)
+    day = 86_400.0
+    statuses = ["Completed", "Failed", "Cancelled"]
+    deep = t.deep_page
+    last = t.filtered_pages
+    fw, fs = t.filtered_workflow, t.filtered_status
+
+    def window() -> dict[str, Any]:
+        since = rng.uniform(t.first_s, max(t.first_s, t.last_s - 30 * day))
+        return {
+            "workflow_id": rng.choice(t.workflows),
+            "status": rng.choice(statuses),
+            "since": since,
+            "until": since + 30 * day,
+        }
+
+    with Client(daemon.socket, timeout=60) as c:
+        cases: dict[str, Callable[[], Any]] = {
+            "ping (client overhead)": c.ping,
+            "status, full handle": lambda: c.status(rng.choice(t.handles)),
+            "status, 8-char prefix": lambda: c.status(rng.choice(t.prefixes)),
+            "history wf+status+30d, p.1": lambda: c.history(**window()),
+            "history, p.1": lambda: c.history(limit=PAGE),
+            f"history, p.{deep:,} (before)": lambda: c.history(limit=PAGE, before=t.deep_before),
+            "history wf+status, p.1": lambda: c.history(limit=PAGE, workflow_id=fw, status=fs),
+            f"history wf+status, p.{last:,} (before)": lambda: c.history(
+                limit=PAGE, workflow_id=fw, status=fs, before=t.filtered_last_before
+            ),
+            "logs tail 100, big execution": lambda: c.logs(t.big_handle, tail=100),
+            "logs 100 after seq, big execution": lambda: c.logs(
+                t.big_handle, after=rng.randrange(t.big_lines - 100), limit=100
+            ),
+            "param_history": lambda: c.param_history(rng.choice(t.workflows)),
+        }
+        check_query_replies(c, t)
+        for _ in range(20):  # warm-up: daemon caches, page cache, client code paths
+            for fn in cases.values():
+                fn()
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, fn in cases.items():
+                began = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - began)
+
+    ping = statistics.median(samples["ping (client overhead)"])
+    bars = {
+        "status, full handle": STATUS_P99_MS,
+        "status, 8-char prefix": STATUS_P99_MS,
+        "history wf+status+30d, p.1": HISTORY_P99_MS,
+        "history, p.1": HISTORY_P99_MS,
+        f"history, p.{deep:,} (before)": HISTORY_P99_MS,
+        "history wf+status, p.1": HISTORY_P99_MS,
+        f"history wf+status, p.{last:,} (before)": HISTORY_P99_MS,
+        "logs tail 100, big execution": LOGS_P99_MS,
+        "logs 100 after seq, big execution": LOGS_P99_MS,
+        "param_history": PARAM_HISTORY_P99_MS,
+    }
+    for name, values in samples.items():
+        p50, p99 = statistics.median(values), pct(values, 0.99)
+        if name not in bars:
+            r.add(name, f"p99 {ms(p99)}", baseline=f"p50 {ms(p50)} (round trip)")
+            continue
+        server = p99 - ping
+        r.add(
+            f"{name}, p99",
+            f"{ms(server)} server",
+            baseline=f"round trip p50 {ms(p50)}, p99 {ms(p99)}",
+            bar=f"<= {bars[name]:g} ms",
+            ok=server * 1000 <= bars[name],
+        )
+    for deep_name, first_name in (
+        (f"history, p.{deep:,} (before)", "history, p.1"),
+        (f"history wf+status, p.{last:,} (before)", "history wf+status, p.1"),
+    ):
+        d, f = statistics.median(samples[deep_name]), statistics.median(samples[first_name])
+        r.add(
+            f"{deep_name}: median vs p.1",
+            ms(d),
+            baseline=f"page 1 {ms(f)}",
+            ratio=f"{d / f:.2f}",
+            bar=f"<= {DEEP_PAGE_RATIO}x page 1",
+            ok=d <= DEEP_PAGE_RATIO * f,
+        )
+    r.note("server-side = round-trip p99 minus the median ping round trip (the client's cost)")
+
+
+def check_query_replies(c: Client, t: Targets) -> None:
+    """The measured requests must return what they claim to, or the figures mean nothing."""
+    assert c.status(t.handles[0]).handle == t.handles[0]
+    assert c.status(t.prefixes[0]).handle.startswith(t.prefixes[0])
+    for page in (
+        c.history(limit=PAGE, before=t.deep_before),
+        c.history(limit=PAGE, workflow_id=t.filtered_workflow, status=t.filtered_status),
+    ):
+        assert len(page.executions) == PAGE, len(page.executions)
+    last = c.history(
+        limit=PAGE,
+        workflow_id=t.filtered_workflow,
+        status=t.filtered_status,
+        before=t.filtered_last_before,
+    )
+    assert last.executions and last.next_before is None, (len(last.executions), last.next_before)
+    tail = c.logs(t.big_handle, tail=100).entries
+    assert len(tail) == 100 and tail[-1].seq == t.big_lines - 1, (len(tail), tail[-1].seq)
+    after = t.big_lines // 2
+    page = c.logs(t.big_handle, after=after, limit=100).entries
+    assert len(page) == 100 and page[0].seq == after + 1, (len(page), page[0].seq)
+    assert c.param_history(t.workflows[0]).values
+    # The generated layout reads back as the daemon's own: every line, in order, events typed.
+    events = 0
+    for handle in t.handles[:50]:
+        execution = c.status(handle)
+        entries = list(c.iter_logs(handle, limit=10_000))
+        assert [e.seq for e in entries] == list(range(execution.log_count)), handle
+        events += sum(e.type != "raw_output" and e.event is not None for e in entries)
+    assert events, "no structured events in the sampled executions"
+
+
+# -------------------------------------------------------------------------------- memory
+
+
+def bench_memory(ctx: Context, daemon: Daemon, fresh_rss: float) -> None:
+    time.sleep(1.0)
+    rss = daemon.rss_mb()
+    ctx.report.add(
+        "idle RSS on the big database",
+        f"{rss:.1f} MB",
+        baseline=f"just after start {fresh_rss:.1f} MB",
+        bar=f"<= {IDLE_RSS_MB:g} MB",
+        ok=rss <= IDLE_RSS_MB,
+    )
+
+
+# ---------------------------------------------------------------------------- throughput
+
+
+def loadgen_main() -> int:
+    """One load generator process: threads, each with its own connection, asking for the
+    status of random handles; latencies of requests inside the window go to stdout."""
+    job = json.load(sys.stdin)
+    start_at, end_at = job["start_at"], job["start_at"] + job["seconds"]
+    handles = job["handles"]
+    results: list[list[float]] = []
+    errors: list[str] = []
+    cpu: dict[str, float] = {}
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        mine: list[float] = []
+        try:
+            with Client(job["socket"], timeout=60) as c:
+                while time.time() < start_at:
+                    c.status(rng.choice(handles))
+                while True:
+                    began = time.perf_counter()
+                    c.status(rng.choice(handles))
+                    now = time.time()
+                    if now > end_at:
+                        break
+                    mine.append(time.perf_counter() - began)
+        except Exception as exc:
+            errors.append(repr(exc))
+        results.append(mine)
+
+    threads = [
+        threading.Thread(target=worker, args=(job["seed"] * 100 + i,))
+        for i in range(job["threads"])
+    ]
+    for th in threads:
+        th.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    before = os.times()
+    time.sleep(max(0.0, end_at - time.time()))
+    after = os.times()
+    cpu["window"] = (after.user + after.system) - (before.user + before.system)
+    for th in threads:
+        th.join()
+    json.dump({"latencies": [x for r in results for x in r], "errors": errors, **cpu}, sys.stdout)
+    return 0
+
+
+@dataclass
+class LoadResult:
+    requests_per_s: float
+    p50: float
+    p99: float
+    daemon_cpu: float  # share of one core over the window
+    loadgen_cpu: float  # share of one core over the window, all load generator processes
+    errors: list[str]
+    during: Any = None
+
+
+def run_load(
+    ctx: Context,
+    daemon: Daemon,
+    seconds: float,
+    during: Callable[[float, float], Any] | None = None,
+) -> LoadResult:
+    start_at = time.time() + LOAD_LEAD
+    handles = ctx.targets.handles[:500]
+    procs = []
+    for seed in range(LOAD_PROCESSES):
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--loadgen"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        job = {
+            "socket": str(daemon.socket),
+            "handles": handles,
+            "threads": LOAD_THREADS,
+            "start_at": start_at,
+            "seconds": seconds,
+            "seed": seed,
+        }
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(job).encode())
+        proc.stdin.close()
+        procs.append(proc)
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0 = daemon.cpu()
+    outcome = during(start_at, start_at + seconds) if during else None
+    time.sleep(max(0.0, start_at + seconds - time.time()))
+    cpu1 = daemon.cpu()
+    if callable(outcome):  # end what ran alongside before the load generators report
+        outcome = outcome()
+    latencies: list[float] = []
+    errors: list[str] = []
+    loadgen_cpu = 0.0
+    for proc in procs:
+        assert proc.stdout is not None
+        result = json.loads(proc.stdout.read())
+        proc.wait()
+        latencies += result["latencies"]
+        errors += result["errors"]
+        loadgen_cpu += result["window"]
+    return LoadResult(
+        requests_per_s=len(latencies) / seconds,
+        p50=statistics.median(latencies) if latencies else math.nan,
+        p99=pct(latencies, 0.99) if latencies else math.nan,
+        daemon_cpu=(cpu1 - cpu0) / seconds,
+        loadgen_cpu=loadgen_cpu / seconds,
+        errors=errors,
+        during=outcome,
+    )
+
+
+def ingest_rate(c: Client, handle: str) -> tuple[float, int]:
+    """Cancel the ingesting execution; its lines per second from spawn to end."""
+    c.cancel(handle)
+    done = c.wait(handle)
+    assert done.started_at is not None and done.ended_at is not None
+    return done.log_count / (done.ended_at - done.started_at), done.log_count
+
+
+def start_ingest(c: Client) -> str:
+    handle: str = c.run("bench_lines", {"mode": "chunked", "count": str(INGEST_LINES)}).handle
+    return handle
+
+
+def bench_throughput(ctx: Context, daemon: Daemon) -> None:
+    r, s = ctx.report, ctx.settings
+    clients = LOAD_PROCESSES * LOAD_THREADS
+    r.section(
+        f"throughput: {clients} clients ({LOAD_PROCESSES} processes x {LOAD_THREADS} threads) "
+        f"asking for status, {s.load_seconds:g} s windows"
+    )
+    load = run_load(ctx, daemon, s.load_seconds)
+    cpu = f"daemon CPU {load.daemon_cpu:.0%}, load generator CPU {load.loadgen_cpu:.0%}"
+    r.add(
+        f"status requests/s, {clients} clients",
+        f"{load.requests_per_s:,.0f}/s",
+        baseline=cpu,
+        bar=f">= {THROUGHPUT_MIN:,}/s",
+        ok=load.requests_per_s >= THROUGHPUT_MIN and not load.errors,
+    )
+    r.add(
+        f"status p99, {clients} clients",
+        ms(load.p99),
+        baseline=f"p50 {ms(load.p50)}",
+        bar=f"<= {THROUGHPUT_P99_MS:g} ms",
+        ok=load.p99 * 1000 <= THROUGHPUT_P99_MS,
+    )
+    with Client(daemon.socket, timeout=120) as c:
+        # Warm-up run of the ingesting workflow (first spawn, page cache for the writes).
+        c.wait(c.run("bench_lines", {"mode": "chunked", "count": "10000"}).handle)
+        handle = start_ingest(c)
+        time.sleep(s.ingest_seconds)
+        solo, solo_lines = ingest_rate(c, handle)
+
+    def ingest_during(start_at: float, end_at: float) -> Callable[[], tuple[float, int]]:
+        ingest_client = Client(daemon.socket, timeout=120)
+        handle = start_ingest(ingest_client)
+        time.sleep(max(0.0, end_at - time.time()))
+
+        def finish() -> tuple[float, int]:
+            with ingest_client:
+                return ingest_rate(ingest_client, handle)
+
+        return finish
+
+    loaded = run_load(ctx, daemon, s.load_seconds, during=ingest_during)
+    rate, _ = loaded.during
+    r.add(
+        "status requests/s while ingesting",
+        f"{loaded.requests_per_s:,.0f}/s",
+        baseline=f"daemon CPU {loaded.daemon_cpu:.0%}, load gen {loaded.loadgen_cpu:.0%}",
+        ok=False if loaded.errors else None,
+    )
+    r.add(
+        "status p99 while ingesting",
+        ms(loaded.p99),
+        baseline=f"p50 {ms(loaded.p50)}",
+        bar=f"<= {THROUGHPUT_INGEST_P99_MS:g} ms",
+        ok=loaded.p99 * 1000 <= THROUGHPUT_INGEST_P99_MS,
+    )
+    r.add(
+        "ingestion lines/s under status load",
+        f"{rate:,.0f}/s",
+        baseline=f"solo {solo:,.0f}/s ({solo_lines:,} lines)",
+        ratio=f"{rate / solo:.2f}",
+        bar=f">= {INGEST_UNDER_LOAD_SHARE:.0%} of solo",
+        ok=rate >= INGEST_UNDER_LOAD_SHARE * solo,
+    )
+    for result in (load, loaded):
+        for error in result.errors[:3]:
+            r.note(f"load generator error: {error}")
+
+
+# --------------------------------------------------------------------------------- follow
+
+
+def bench_follow(ctx: Context, daemon: Daemon) -> None:
+    r = ctx.report
+    count = round(ctx.settings.follow_seconds / FOLLOW_INTERVAL)
+    r.section(f"follow: {count} lines, one every {FOLLOW_INTERVAL * 1000:g} ms")
+    latencies = []
+    with Client(daemon.socket, timeout=60) as c:
+        handle = c.run("ticker", {"interval": str(FOLLOW_INTERVAL), "count": str(count)}).handle
+        for item in c.follow(handle):
+            received = time.time()
+            if isinstance(item, LogEntry):
+                latencies.append(received - float(item.line.split(" ", 1)[0]))
+            else:
+                assert item.status == "Completed" and item.log_count == count, item
+    assert len(latencies) == count, (len(latencies), count)
+    p50, p99 = statistics.median(latencies), pct(latencies, 0.99)
+    r.add(
+        "follow latency p50 (printed -> received)",
+        ms(p50),
+        baseline="default commit interval",
+        bar=f"<= {FOLLOW_P50_MS:g} ms",
+        ok=p50 * 1000 <= FOLLOW_P50_MS,
+    )
+    r.add(
+        "follow latency p99",
+        ms(p99),
+        baseline=f"max {ms(max(latencies))}",
+        bar=f"<= {FOLLOW_P99_MS:g} ms",
+        ok=p99 * 1000 <= FOLLOW_P99_MS,
+    )
+
+
+# ---------------------------------------------------------------------------- supervisord
+
+
+SUPERVISORD_CONF = """\
+[unix_http_server]
+file={root}/supervisor.sock
+
+[supervisord]
+logfile={root}/supervisord.log
+pidfile={root}/supervisord.pid
+childlogdir={root}
+nodaemon=true
+loglevel=warn
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{root}/supervisor.sock
+"""
+
+SUPERVISORD_PROGRAM = """
+[program:{name}]
+command={command}
+autostart=false
+autorestart=false
+startsecs=0
+stdout_logfile={root}/{name}.log
+stdout_logfile_maxbytes=0
+stdout_logfile_backups=0
+"""
+
+
+class Supervisord:
+    """A supervisord on a temporary directory, with one program per capture mode."""
+
+    def __init__(self, root: Path, workflows: Path, lines: int) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.conf = root / "supervisord.conf"
+        text = SUPERVISORD_CONF.format(root=root)
+        for mode in ("chunked", "per_line"):
+            # The very command wfmd runs: the workflow script, which execs the child.
+            command = f"{workflows / 'bench_lines'} --mode {mode} --count {lines}"
+            text += SUPERVISORD_PROGRAM.format(name=mode, command=command, root=root)
+        self.conf.write_text(text)
+        self.proc = subprocess.Popen(
+            [str(BIN / "supervisord"), "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            self.rpc = self._connect()
+            try:
+                self.rpc.supervisor.getState()
+                break
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise SystemExit("supervisord did not start") from None
+                time.sleep(0.05)
+
+    def _connect(self) -> Any:
+        """An XML-RPC proxy on supervisord's socket: what supervisorctl itself uses."""
+        from supervisor.xmlrpc import SupervisorTransport
+
+        transport = SupervisorTransport(None, None, f"unix://{self.root}/supervisor.sock")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport)
+
+    def capture(self, mode: str, size: int) -> float:
+        """Seconds from asking supervisord to start the program until its log file holds
+        `size` bytes."""
+        log = self.root / f"{mode}.log"
+        # supervisord opens the log when it spawns the program (clearProcessLogs does nothing
+        # to a program that has exited), so removing the file starts it empty.
+        log.unlink(missing_ok=True)
+        began = time.perf_counter()
+        self.rpc.supervisor.startProcess(mode, False)
+        deadline = time.monotonic() + 600
+        while not log.exists() or log.stat().st_size < size:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"supervisord's {mode} log never reached {size:,} bytes")
+            time.sleep(0.0005)
+        elapsed = time.perf_counter() - began
+        while self.rpc.supervisor.getProcessInfo(mode)["statename"] not in ("EXITED", "STOPPED"):
+            time.sleep(0.01)
+        assert log.stat().st_size == size, (log.stat().st_size, size)
+        return elapsed
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def have_supervisor() -> bool:
+    return importlib.util.find_spec("supervisor") is not None and (BIN / "supervisord").exists()
+
+
+# --------------------------------------------------------------------------------- client
+
+
+def wall_time(argv: list[str], env: dict[str, str] | None = None) -> float:
+    began = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return time.perf_counter() - began
+
+
+def bench_client(ctx: Context, daemon: Daemon) -> None:
+    r, runs = ctx.report, ctx.settings.client_runs
+    r.section(f"client: fresh processes, median of {runs}, interleaved")
+    env = dict(os.environ, WFM_SOCKET=str(daemon.socket))
+    handle = ctx.targets.handles[0]
+    check = subprocess.run([WFMCTL, "status", handle], env=env, capture_output=True)
+    assert check.returncode == 0 and handle in check.stdout.decode(), check
+    commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
+        "wfmctl": ([WFMCTL, "status", handle], env),
+        "python": ([sys.executable, "-I", "-c", "import msgspec, socket"], None),
+    }
+    if ctx.supervisor is not None:
+        supervisorctl = [str(BIN / "supervisorctl"), "-c", str(ctx.supervisor.conf), "status"]
+        commands["supervisorctl"] = (supervisorctl, None)
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for argv, cmd_env in commands.values():  # warm-up: page cache, .pyc files
+        wall_time(argv, cmd_env)
+    for _ in range(runs):
+        for name, (argv, cmd_env) in commands.items():
+            times[name].append(wall_time(argv, cmd_env))
+    med = {name: statistics.median(values) for name, values in times.items()}
+    r.add(
+        "`wfmctl status HANDLE` vs bare python",
+        ms(med["wfmctl"]),
+        baseline=f"python -I -c 'import msgspec, socket' {ms(med['python'])}",
+        ratio=f"{med['wfmctl'] / med['python']:.2f}",
+        bar=f"<= {CLIENT_VS_PYTHON}x",
+        ok=med["wfmctl"] <= CLIENT_VS_PYTHON * med["python"],
+    )
+    if "supervisorctl" in med:
+        r.add(
+            "`wfmctl status HANDLE` vs supervisorctl",
+            ms(med["wfmctl"]),
+            baseline=f"supervisorctl status {ms(med['supervisorctl'])}",
+            ratio=f"{med['wfmctl'] / med['supervisorctl']:.2f}",
+            bar=f"<= {CLIENT_VS_SUPERVISORCTL}x",
+            ok=med["wfmctl"] <= CLIENT_VS_SUPERVISORCTL * med["supervisorctl"],
+        )
+    else:
+        r.note("supervisor is not installed: the supervisorctl comparison was skipped")
+
+
+# ---------------------------------------------------------------------------------- peers
+
+
+def bench_peers(ctx: Context, daemon: Daemon) -> None:
+    r, s = ctx.report, ctx.settings
+    if ctx.supervisor is None:
+        r.note("supervisor is not installed: the capture comparison was skipped")
+        return
+    lines = s.peer_lines
+    r.section(f"peers: {lines:,} lines, same child, median of {s.peer_repeats}")
+    with Client(daemon.socket, timeout=600) as c:
+        c.wait(c.run("bench_lines", {"mode": "per_line", "count": "1000"}).handle)
+        for mode in ("chunked", "per_line"):
+            ours: list[float] = []
+            theirs: list[float] = []
+            for _ in range(s.peer_repeats):
+                theirs.append(ctx.supervisor.capture(mode, lines * LINE_BYTES))
+                began = time.perf_counter()
+                handle = c.run("bench_lines", {"mode": mode, "count": str(lines)}).handle
+                done = c.wait(handle)
+                ours.append(time.perf_counter() - began)
+                assert done.status == "Completed" and done.log_count == lines, done
+            wfmd, sup = statistics.median(ours), statistics.median(theirs)
+            bar = PEER_PER_LINE_RATIO if mode == "per_line" else None
+            r.add(
+                f"capture, {mode} child: wfmd lines/s",
+                f"{lines / wfmd:,.0f}/s",
+                baseline=f"supervisord to a file {lines / sup:,.0f}/s",
+                ratio=f"{wfmd / sup:.2f}",
+                bar="" if bar is None else f"time <= {bar}x supervisord",
+                ok=None if bar is None else wfmd <= bar * sup,
+            )
+    r.note(
+        "supervisord: startProcess over its XML-RPC socket (what supervisorctl sends) until "
+        "the log file is complete; wfmd: run over a connected client until the end is committed"
+    )
+
+
+# ----------------------------------------------------------------------------------- many
+
+
+def bench_many(ctx: Context, daemon: Daemon) -> None:
+    r, s = ctx.report, ctx.settings
+    n = s.many_workflows
+    count = round(s.many_seconds / MANY_INTERVAL)
+    r.section(f"many workflows: {n} at once, {1 / MANY_INTERVAL:g} lines/s each for ~{count} lines")
+    rss_samples: list[float] = []
+    stop = threading.Event()
+
+    def sample_rss() -> None:
+        while not stop.is_set():
+            rss_samples.append(daemon.rss_mb())
+            stop.wait(0.25)
+
+    sampler = threading.Thread(target=sample_rss)
+    sampler.start()
+    try:
+        with Client(daemon.socket, timeout=120) as c:
+            submitted = time.time()
+            params = {"interval": str(MANY_INTERVAL), "count": str(count)}
+            handles = [c.run("ticker", params).handle for _ in range(n)]
+            while c.ping().running < n:
+                if time.time() - submitted > s.many_seconds / 2:
+                    break
+                time.sleep(0.05)
+            all_running = time.time()
+            window_start = all_running + 1.0
+            window_end = submitted + s.many_seconds - 0.5
+            if window_end - window_start < 1.0:
+                r.note("many workflows: their start-up took most of the run; window extended")
+                window_end = window_start + 1.0
+            time.sleep(max(0.0, window_start - time.time()))
+            cpu0 = daemon.cpu()
+            time.sleep(max(0.0, window_end - time.time()))
+            cpu1 = daemon.cpu()
+            done = [c.wait(h) for h in handles]
+    finally:
+        stop.set()
+        sampler.join()
+    share = (cpu1 - cpu0) / (window_end - window_start)
+    lost = sum(count - d.log_count for d in done)
+    bad = [d.handle for d in done if d.status != "Completed" or d.log_count != count]
+    r.add(
+        f"{n} workflows x {1 / MANY_INTERVAL:g} lines/s: daemon CPU",
+        f"{share:.1%} of a core",
+        baseline=f"over {window_end - window_start:.1f} s, all {n} running",
+        bar=f"<= {MANY_CPU_SHARE:.0%}",
+        ok=share <= MANY_CPU_SHARE,
+    )
+    peak = max(rss_samples)
+    r.add(
+        f"{n} workflows: daemon RSS, max",
+        f"{peak:.1f} MB",
+        baseline=f"before {rss_samples[0]:.1f} MB",
+        bar=f"<= {MANY_RSS_MB:g} MB",
+        ok=peak <= MANY_RSS_MB,
+    )
+    r.add(
+        f"{n} workflows: lines lost",
+        f"{lost:,}",
+        baseline=f"{n * count:,} printed; {len(bad)} runs not complete",
+        bar="0",
+        ok=lost == 0 and not bad,
+    )
+
+
+# ----------------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    if sys.argv[1:] == ["--loadgen"]:
+        return loadgen_main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small scale, bars not enforced")
+    parser.add_argument("--scale", type=float, help="database scale (1.0 = 1M executions)")
+    parser.add_argument("--data-dir", type=Path, help="where generated databases are cached")
+    parser.add_argument("--work-dir", type=Path, help="for database copies (default: $TMPDIR)")
+    parser.add_argument("--only", help=f"comma-separated sections of: {','.join(SECTIONS)}")
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    args = parser.parse_args()
+    settings = QUICK if args.quick else FULL
+    if args.scale is not None:
+        settings = dataclasses.replace(settings, scale=args.scale)
+    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    if only - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(only - set(SECTIONS)))}")
+    report = Report()
+    with (
+        tempfile.TemporaryDirectory(prefix="wfm-scale-", dir=args.work_dir) as tmp,
+        contextlib.ExitStack() as stack,
+    ):
+        work = Path(tmp)
+        # A quick run builds its small database afresh (about a second) rather than leave
+        # files behind in CI; full runs cache theirs.
+        data_dir = args.data_dir or (
+            Path(os.environ["WFM_BENCH_DATA"])
+            if os.environ.get("WFM_BENCH_DATA")
+            else work / "data"
+            if args.quick
+            else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wfm-bench"
+        )
+        params = scale_data.Parameters.for_scale(settings.scale, seed=1)
+        data = data_dir / f"scale-{settings.scale:g}.db"
+        began = time.monotonic()
+        facts, reused = scale_data.ensure(params, data, progress=not args.quick)
+        how = "reused" if reused else f"generated in {time.monotonic() - began:.1f} s"
+        print(
+            f"database {data} ({how}): {params.executions:,} executions, "
+            f"{params.log_lines:,} log entries in {facts.log_rows:,} rows, "
+            f"{facts.db_bytes / 1e6:,.1f} MB",
+            flush=True,
+        )
+        started = time.monotonic()
+        free = shutil.disk_usage(work).free
+        if free < 2.5 * facts.db_bytes:
+            raise SystemExit(f"{work}: {free / 1e9:.1f} GB free, want {2.5 * facts.db_bytes:,}")
+        child = build_child(work)
+        workflows = work / "workflows"
+        write_workflows(workflows, child)
+        ctx = Context(
+            settings=settings,
+            quick=args.quick,
+            report=report,
+            work=work,
+            data=data,
+            facts=facts,
+            params=params,
+            child=child,
+            workflows=workflows,
+            targets=pick_targets(data, facts, params),
+        )
+        if "startup" in only:
+            bench_startup(ctx)
+        main_sections = only - {"startup"}
+        if main_sections:
+            if have_supervisor() and main_sections & {"client", "peers"}:
+                ctx.supervisor = Supervisord(work / "supervisord", workflows, settings.peer_lines)
+                stack.callback(ctx.supervisor.stop)
+            database, _ = copy_database(data, work / "main")
+            daemon = Daemon(work / "main", database, workflows, ("--max-concurrent", "256"))
+            stack.callback(daemon.stop)
+            daemon.start()
+            time.sleep(0.5)
+            fresh_rss = daemon.rss_mb()
+            for name, fn in (
+                ("queries", bench_queries),
+                ("memory", lambda c, d: bench_memory(c, d, fresh_rss)),
+                ("throughput", bench_throughput),
+                ("follow", bench_follow),
+                ("client", bench_client),
+                ("peers", bench_peers),
+                ("many", bench_many),
+            ):
+                if name in only:
+                    fn(ctx, daemon)
+    print()
+    print(report.table())
+    print(f"\n{time.monotonic() - started:.0f} s of measurement (+ data: {how})")
+    if args.json:
+        rows = [dataclasses.asdict(row) for row in report.rows]
+        meta = {"scale": settings.scale, "quick": args.quick, "notes": report.notes}
+        args.json.write_text(json.dumps({**meta, "rows": rows}, indent=1))
+    missed = report.missed
+    if missed and not args.quick:
+        print("MISSED: " + "; ".join(f"{m.measure} ({m.value}, bar {m.bar})" for m in missed))
+        return 1
+    if missed:
+        print(f"quick run (bars not enforced); {len(missed)} would be missed at this scale")
+    else:
+        print("all bars met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
