@@ -113,15 +113,37 @@ def peer_uid(stream: trio.SocketStream) -> int:
     return int(uid)
 
 
-async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes | None:
-    """`size` bytes, or None if the peer closed first."""
-    buf = bytearray()
-    while len(buf) < size:
-        data = await stream.receive_some(min(size - len(buf), 1 << 20))
-        if not data:
+# Bytes asked of the socket per read: a whole typical request (header and body) in one
+# system call, instead of one for the header and one for the body.
+RECEIVE_SIZE = 65536
+
+
+class FrameReader:
+    """Reads frames from a stream through one buffer."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    async def _fill(self, size: int) -> bool:
+        """At least `size` bytes buffered; False if the peer closed first."""
+        while len(self._buffer) < size:
+            data = await self._stream.receive_some(max(RECEIVE_SIZE, size - len(self._buffer)))
+            if not data:
+                return False
+            self._buffer += data
+        return True
+
+    async def next_frame(self) -> bytes | None:
+        """The next frame's body, or None at a clean end. Raises FrameError (too large)."""
+        if not await self._fill(protocol.HEADER.size):
             return None
-        buf += data
-    return bytes(buf)
+        length = protocol.frame_length(bytes(self._buffer[: protocol.HEADER.size]))
+        if not await self._fill(protocol.HEADER.size + length):
+            return None
+        body = bytes(self._buffer[protocol.HEADER.size : protocol.HEADER.size + length])
+        del self._buffer[: protocol.HEADER.size + length]
+        return body
 
 
 class Connection:
@@ -160,16 +182,13 @@ class Connection:
             await self.error(ErrorCode.FORBIDDEN, "connections from other users are refused")
             return
         await self.send(Hello(protocol=protocol.PROTOCOL_VERSION, daemon_version=self._version))
+        frames = FrameReader(self._stream)
         while True:
-            header = await _receive_exactly(self._stream, protocol.HEADER.size)
-            if header is None:
-                return
             try:
-                length = protocol.frame_length(header)
+                body = await frames.next_frame()
             except FrameError as exc:
                 await self.error(ErrorCode.BAD_FRAME, str(exc))
                 return
-            body = await _receive_exactly(self._stream, length)
             if body is None:
                 return
             try:

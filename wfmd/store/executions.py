@@ -40,8 +40,14 @@ class StoredExecution:
 
     id: int
     pid: int | None
-    argv: list[str]
+    argv_json: str
     info: Execution
+
+    @property
+    def argv(self) -> list[str]:
+        """What to execute; parsed only when needed (status queries never need it)."""
+        argv: list[str] = json.loads(self.argv_json)
+        return argv
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +84,7 @@ def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> Store
         timeout=_seconds(timeout_ms),
         params=params or {},
     )
-    return StoredExecution(id=eid, pid=pid, argv=json.loads(argv), info=info)
+    return StoredExecution(id=eid, pid=pid, argv_json=argv, info=info)
 
 
 def create(
@@ -92,9 +98,12 @@ def create(
     now: int,
 ) -> StoredExecution:
     with conn:
+        # created_at never decreases with id (a clock stepped back does not reorder history),
+        # so a time range is an id range: see _id_at_or_after.
         conn.execute(
             "INSERT INTO executions (handle, workflow_id, status, reason, created_at,"
-            " timeout_ms, argv) VALUES (?, ?, 'NotStarted', 'waiting for a free slot', ?, ?, ?)",
+            " timeout_ms, argv) VALUES (?, ?, 'NotStarted', 'waiting for a free slot',"
+            " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?)",
             (handle, workflow_id, now, timeout_ms, json.dumps(list(argv))),
         )
         eid = conn.last_insert_rowid()
@@ -198,12 +207,19 @@ def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], s
     if f.status is not None:
         where.append("status = ?")
         args.append(f.status)
+    # Time bounds become id bounds: the (workflow_id, status, id) index then serves any
+    # window at any depth, instead of opening every newer row to read its created_at.
     if f.since_ms is not None:
-        where.append("created_at >= ?")
-        args.append(f.since_ms)
+        first = _id_at_or_after(conn, f.since_ms)
+        if first is None:
+            return [], None
+        where.append("id >= ?")
+        args.append(first)
     if f.until_ms is not None:
-        where.append("created_at < ?")
-        args.append(f.until_ms)
+        end = _id_at_or_after(conn, f.until_ms)
+        if end is not None:
+            where.append("id < ?")
+            args.append(end)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM executions {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
@@ -212,6 +228,14 @@ def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], s
     page = [_from_row(r).info for r in rows[: f.limit]]
     next_before = page[-1].handle if len(rows) > f.limit and page else None
     return page, next_before
+
+
+def _id_at_or_after(conn: apsw.Connection, ms: int) -> int | None:
+    """The first execution accepted at or after `ms` (created_at never decreases with id)."""
+    value = conn.execute(
+        "SELECT id FROM executions WHERE created_at >= ? ORDER BY created_at, id LIMIT 1", (ms,)
+    ).get
+    return None if value is None else cast(int, value)
 
 
 def param_history(
