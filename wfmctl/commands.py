@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-import msgspec
-
 from wfmctl import protocol, render
 from wfmctl.cli import EXIT_OK, exit_code_for, merge_params
 from wfmctl.client import Client, WfmError
@@ -30,6 +28,8 @@ class View:
     def doc(self, message: protocol.Message) -> None:
         """A JSON document (or one JSON line of a stream), always UTF-8: JSON's own encoding,
         whatever the locale, so no character is ever replaced in machine-readable output."""
+        import msgspec.json  # only --json needs it (it pulls in msgspec's schema support)
+
         data = msgspec.json.encode(protocol.to_builtins(message)) + b"\n"
         buffer = getattr(self.out, "buffer", None)
         if buffer is None:  # a text-only stream (tests): it takes any str

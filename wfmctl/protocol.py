@@ -313,8 +313,10 @@ class FrameError(Exception):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_request_decoder: msgspec.msgpack.Decoder[RequestType] = msgspec.msgpack.Decoder(RequestType)
-_response_decoder: msgspec.msgpack.Decoder[ResponseType] = msgspec.msgpack.Decoder(ResponseType)
+# Built on first use: a client never decodes requests, and building a decoder resolves every
+# type it can meet, which costs a short-lived `wfmctl` process milliseconds.
+_request_decoder: msgspec.msgpack.Decoder[RequestType] | None = None
+_response_decoder: msgspec.msgpack.Decoder[ResponseType] | None = None
 
 
 def encode_frame(message: Message) -> bytes:
@@ -334,10 +336,16 @@ def frame_length(header: bytes) -> int:
 
 def decode_request(body: bytes) -> RequestType:
     """Raises msgspec.DecodeError (bad msgpack) or msgspec.ValidationError (bad shape)."""
+    global _request_decoder
+    if _request_decoder is None:
+        _request_decoder = msgspec.msgpack.Decoder(RequestType)
     return _request_decoder.decode(body)
 
 
 def decode_response(body: bytes) -> ResponseType:
+    global _response_decoder
+    if _response_decoder is None:
+        _response_decoder = msgspec.msgpack.Decoder(ResponseType)
     return _response_decoder.decode(body)
 
 
