@@ -7,6 +7,7 @@ structured event. The writer assigns sequence numbers; this module only decides 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -109,12 +110,13 @@ class Pump:
         self,
         execution_id: int,
         stream: int,
-        source: trio.abc.ReceiveStream,
+        source: trio.lowlevel.FdStream,
         sink: trio.MemorySendChannel[list[Chunk]],
     ) -> None:
         self.execution_id = execution_id
         self.stream = stream
-        self._source = source
+        self._source = source  # owns the file descriptor; we only read from it
+        self._fd = source.fileno()
         self._sink = sink
         # Since when the pump has been waiting for the pipe (None while it has data in hand):
         # the supervisor uses it to tell a pipe held open by an escaped grandchild from a
@@ -136,6 +138,23 @@ class Pump:
         finally:
             self.finished.set()
 
+    async def _read(self) -> bytes:
+        """The next bytes from the pipe (b"" at EOF).
+
+        Waits for readability first, then reads once: half the system calls and scheduler
+        passes of `FdStream.receive_some` (which tries a read, fails with EAGAIN, waits and
+        reads again), which matters with hundreds of pipes that each deliver a line at a time.
+        """
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(self._fd)
+            except trio.ClosedResourceError:
+                return b""
+            try:
+                return os.read(self._fd, READ_SIZE)
+            except BlockingIOError:
+                continue
+
     async def _pump(self) -> None:
         eid, stream, sink = self.execution_id, self.stream, self._sink
         partial = bytearray()
@@ -143,9 +162,8 @@ class Pump:
             try:
                 while True:
                     self.waiting_since = trio.current_time()
-                    received = await self._source.receive_some(READ_SIZE)
+                    data = await self._read()
                     self.waiting_since = None
-                    data = received if isinstance(received, bytes) else bytes(received)
                     if not data:
                         break
                     ts = now_ms()

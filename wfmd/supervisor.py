@@ -250,7 +250,8 @@ class Supervisor:
                 await self._store.call(executions.set_pid, stored.id, proc.pid)
                 timeout = stored.info.timeout
                 deadline = math.inf if timeout is None else trio.current_time() + timeout
-                assert proc.stdout is not None and proc.stderr is not None
+                assert isinstance(proc.stdout, trio.lowlevel.FdStream)
+                assert isinstance(proc.stderr, trio.lowlevel.FdStream)
                 pumps = [
                     Pump(stored.id, STDOUT, proc.stdout, sink.clone()),
                     Pump(stored.id, STDERR, proc.stderr, sink.clone()),
