@@ -20,9 +20,11 @@ import apsw.bestpractice
 # this long before the statement fails; long enough to ride out a human's query.
 BUSY_TIMEOUT_MS = 5_000
 
-# Pages of WAL before an automatic checkpoint. Larger than SQLite's 1000 so that a burst of
-# ingestion is not interrupted by checkpoints every 4 MB.
-WAL_AUTOCHECKPOINT_PAGES = 4_000
+# Pages of WAL before an automatic checkpoint (SQLite's default). A checkpoint runs on the
+# database thread and every query waits for it: measured with 32 status clients during full
+# -speed ingestion, 4,000 pages gave p99 49.6 ms, 1,000 pages 24.5 ms, at the same ingestion
+# rate within noise.
+WAL_AUTOCHECKPOINT_PAGES = 1_000
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
