@@ -179,9 +179,20 @@ def backup_before_migration(conn: apsw.Connection, path: Path, version: int) -> 
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     conn.execute("VACUUM INTO ?", (str(partial),))
-    # Renamed only once complete, so a crash mid-backup never leaves a plausible-looking copy.
+    # VACUUM INTO does not sync its output. Synced, then renamed only once complete: neither a
+    # crash nor a power loss leaves a plausible-looking but incomplete copy.
+    _fsync(partial)
     os.replace(partial, target)
+    _fsync(target.parent)
     return target
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def close_database(conn: apsw.Connection) -> None:
