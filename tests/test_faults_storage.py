@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WFMD, Daemon, metadata, text_field, write_workflow
+from conftest import WFMD, Daemon, alive, metadata, text_field, write_workflow
 
 from wfmctl import WfmError
 from wfmctl.protocol import Pong
@@ -82,14 +82,6 @@ def bytes_written(pid: int) -> int:
         if line.startswith("wchar:"):
             return int(line.split()[1])
     raise AssertionError(f"no wchar for pid {pid}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def refusal(daemon: Daemon) -> tuple[int, list[str], float]:

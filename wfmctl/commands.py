@@ -7,6 +7,7 @@ them and picks the exit code; nothing here prints an error itself.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -39,6 +40,15 @@ class View:
             buffer.write(data)
         self.out.flush()
 
+    def show(
+        self, message: protocol.Message, text: Callable[[], str], *, flush: bool = False
+    ) -> None:
+        """`message` as JSON with --json, else the human text (only rendered when shown)."""
+        if self.json:
+            self.doc(message)
+        else:
+            self.line(text(), flush=flush)
+
     def line(self, text: str, *, flush: bool = False) -> None:
         print(text, file=self.out, flush=flush)
 
@@ -67,10 +77,7 @@ def follow(client: Client, handle: str, after: int, view: View) -> Execution:
             else:
                 view.note(render.execution_line(item))
             return item
-        if view.json:
-            view.doc(item)
-        else:
-            view.line(render.render_entry(item), flush=True)
+        view.show(item, functools.partial(render.render_entry, item), flush=True)
     # client.follow always ends with the Execution or raises; this is a safety net.
     raise WfmError("disconnected", "the follow stream ended without its final frame")
 
@@ -86,10 +93,7 @@ def print_entries(entries: list[LogEntry], view: View) -> None:
 
 def cmd_ping(client: Client, args: argparse.Namespace, view: View) -> int:
     pong = client.ping()
-    if view.json:
-        view.doc(pong)
-    else:
-        view.line(render.pong_detail(pong, client.hello.protocol))
+    view.show(pong, lambda: render.pong_detail(pong, client.hello.protocol))
     return EXIT_OK
 
 
@@ -99,15 +103,9 @@ def cmd_workflows(client: Client, args: argparse.Namespace, view: View) -> int:
         found = [w for w in reply.workflows if w.id == args.id]
         if not found:
             raise WfmError(ErrorCode.NOT_FOUND, f"no workflow with id {args.id!r}")
-        if view.json:
-            view.doc(found[0])
-        else:
-            view.line(render.workflow_detail(found[0]) + render.problems(reply))
+        view.show(found[0], lambda: render.workflow_detail(found[0]) + render.problems(reply))
         return EXIT_OK
-    if view.json:
-        view.doc(reply)
-    else:
-        view.line(render.workflows_table(reply))
+    view.show(reply, lambda: render.workflows_table(reply))
     return EXIT_OK
 
 
@@ -116,33 +114,21 @@ def cmd_run(client: Client, args: argparse.Namespace, view: View) -> int:
     execution = client.run(args.workflow, params, timeout=args.timeout)
     handle = execution.handle
     if args.follow:
-        if view.json:
-            view.doc(protocol.Accepted(execution=execution))
-        else:
-            view.line(handle, flush=True)
+        view.show(protocol.Accepted(execution=execution), lambda: handle, flush=True)
         return exit_code_for(follow(client, handle, -1, view))
     if args.wait:
         if not view.json:
             view.line(handle, flush=True)
         ended = client.wait(handle)
-        if view.json:
-            view.doc(ended)
-        else:
-            view.line(render.execution_line(ended))
+        view.show(ended, lambda: render.execution_line(ended))
         return exit_code_for(ended)
-    if view.json:
-        view.doc(execution)
-    else:
-        view.line(handle)
+    view.show(execution, lambda: handle)
     return EXIT_OK
 
 
 def cmd_status(client: Client, args: argparse.Namespace, view: View) -> int:
     execution = client.status(args.handle)
-    if view.json:
-        view.doc(execution)
-    else:
-        view.line(render.execution_detail(execution))
+    view.show(execution, lambda: render.execution_detail(execution))
     return EXIT_OK
 
 
@@ -153,10 +139,7 @@ def cmd_logs(client: Client, args: argparse.Namespace, view: View) -> int:
         if args.tail is not None:  # like `tail -n N -f`: the last N, then live
             page = client.logs(handle, tail=args.tail)
             for entry in page.entries:
-                if view.json:
-                    view.doc(entry)
-                else:
-                    view.line(render.render_entry(entry))
+                view.show(entry, functools.partial(render.render_entry, entry))
             if page.entries:
                 after = page.entries[-1].seq
         follow(client, handle, after, view)
@@ -185,10 +168,7 @@ def cmd_logs(client: Client, args: argparse.Namespace, view: View) -> int:
 
 def cmd_wait(client: Client, args: argparse.Namespace, view: View) -> int:
     execution = client.wait(args.handle)
-    if view.json:
-        view.doc(execution)
-    else:
-        view.line(render.execution_line(execution))
+    view.show(execution, lambda: render.execution_line(execution))
     return exit_code_for(execution)
 
 
@@ -224,10 +204,7 @@ def cmd_history(client: Client, args: argparse.Namespace, view: View) -> int:
 
 def cmd_params(client: Client, args: argparse.Namespace, view: View) -> int:
     reply = client.params(args.handle)
-    if view.json:
-        view.doc(reply)
-    else:
-        view.line(render.params_table(reply))
+    view.show(reply, lambda: render.params_table(reply))
     return EXIT_OK
 
 
