@@ -6,6 +6,7 @@ that dies with runs queued starts them after its restart.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -222,51 +223,48 @@ class Supervisor:
         """
         stored = active.stored
         env = dict(os.environ, **{process.EXECUTION_ENV: stored.info.handle})
-        # Running before the child exists: if the daemon dies right after the spawn, recovery
-        # finds the execution Running and kills its processes, instead of running it twice.
-        # The writer learns of the execution before anyone can see it Running.
-        sink = self._writer.begin(stored.id)
-        try:
+        # The writer learns of the execution before anyone can see it Running; its pumps get
+        # clones of this channel, which itself closes at the end of the block.
+        with self._writer.begin(stored.id) as sink:
+            # Running before the child exists: if the daemon dies right after the spawn,
+            # recovery finds it Running and kills its processes, instead of running it twice.
             if not await self._mark_running(active):
-                sink.close()
                 return Finish(stored.id, active.stop_status, active.stop_reason, now_ms(), 0)
-            proc = await trio.lowlevel.open_process(
-                stored.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                env=env,
-            )
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
-            sink.close()
-            reason = f"could not start {stored.argv[0]}: {getattr(exc, 'strerror', None) or exc}"
-            return Finish(stored.id, "Failed", reason, now_ms(), 0)
-        except BaseException:
-            sink.close()
-            raise
+            try:
+                proc = await trio.lowlevel.open_process(
+                    stored.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    env=env,
+                )
+            except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
+                why = getattr(exc, "strerror", None) or exc
+                return Finish(
+                    stored.id, "Failed", f"could not start {stored.argv[0]}: {why}", now_ms(), 0
+                )
+            assert isinstance(proc.stdout, trio.lowlevel.FdStream)
+            assert isinstance(proc.stderr, trio.lowlevel.FdStream)
+            pumps = [
+                Pump(stored.id, STDOUT, proc.stdout, sink.clone()),
+                Pump(stored.id, STDERR, proc.stderr, sink.clone()),
+            ]
+        timeout = stored.info.timeout
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
         try:
-            with sink:
-                await self._store.call(executions.set_pid, stored.id, proc.pid)
-                timeout = stored.info.timeout
-                deadline = math.inf if timeout is None else trio.current_time() + timeout
-                assert isinstance(proc.stdout, trio.lowlevel.FdStream)
-                assert isinstance(proc.stderr, trio.lowlevel.FdStream)
-                pumps = [
-                    Pump(stored.id, STDOUT, proc.stdout, sink.clone()),
-                    Pump(stored.id, STDERR, proc.stderr, sink.clone()),
-                ]
             async with trio.open_nursery() as nursery:
-                for pump in pumps:
+                for pump in pumps:  # started before any await: each closes its channel
                     nursery.start_soon(pump.run)
+                with contextlib.suppress(StorageFull):  # the pid is for people, not for us
+                    await self._store.call(executions.set_pid, stored.id, proc.pid)
                 ending = await self._wait_for_end(active, proc, deadline)
                 await self._reap(active, proc, pumps, nursery.cancel_scope)
         finally:
             with trio.CancelScope(shield=True):
                 process.kill_group(proc.pid, signal.SIGKILL)
                 for pipe in (proc.stdout, proc.stderr):
-                    if pipe is not None:
-                        await pipe.aclose()
+                    await pipe.aclose()
                 await proc.wait()
         return self._finish_for(active, proc, ending, timeout)
 
