@@ -66,9 +66,8 @@ async def wait(s: Services, request: Wait) -> Finished:
         if info.status in FINISHED_STATUSES:
             return Finished(execution=info)
         ended = s.writer.end_event(stored.id)
-        if info.status == "Running" and s.writer.committed_count(stored.id) is None:
-            pass  # it ended between our read and registering: read again
-        else:
+        # A Running execution the writer no longer knows has ended since our read: read again.
+        if info.status != "Running" or s.writer.committed_count(stored.id) is not None:
             await ended.wait()
         stored = await s.resolve(stored.info.handle)
 

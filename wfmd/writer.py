@@ -19,7 +19,7 @@ import trio
 
 from .ingest import Chunk, now_ms
 from .store import Finish, LogRow, StorageFull, Store, write_batch
-from .store.logs import SEQ_MASK, row_key
+from .store.logs import SEQ_BITS, SEQ_MASK, row_key
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,10 @@ class LogWriter:
 
     # ----------------------------------------------------------------- used by the supervisor
 
-    def begin(self, execution_id: int, next_seq: int = 0) -> trio.MemorySendChannel[list[Chunk]]:
+    def begin(self, execution_id: int) -> trio.MemorySendChannel[list[Chunk]]:
         """Start accepting lines for an execution; returns a channel for its pumps."""
-        self._next_seq[execution_id] = next_seq
-        self._committed[execution_id] = next_seq
+        self._next_seq[execution_id] = 0
+        self._committed[execution_id] = 0
         return self._send.clone()
 
     async def finish(self, finish: Finish) -> None:
@@ -230,7 +230,7 @@ class LogWriter:
     def _published(self, rows: Iterable[LogRow], finishes: list[_FinishRequest]) -> None:
         touched: set[int] = set()
         for row in rows:
-            eid = row.key >> 32
+            eid = row.key >> SEQ_BITS
             if eid in self._committed:
                 self._committed[eid] = (row.key & SEQ_MASK) + row.lines
             touched.add(eid)
