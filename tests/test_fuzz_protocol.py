@@ -11,6 +11,7 @@ maps with every real `op` and random or plausible values for its fields, deep ne
 strings of several MB.
 
 Quick form: a few thousand cases. `WFM_LONG_TESTS=1`: 1,000,000 cases in all.
+`WFM_FUZZ_SCALE=N`: N times the quick form.
 
 No reply may be `internal`: that code means a daemon bug. The cases under "regressions"
 are bugs this suite found (out-of-range numbers, deep nesting, echoed huge strings, invalid
@@ -86,10 +87,14 @@ echo hi
 """
 
 
+# WFM_FUZZ_SCALE multiplies the quick counts: a run between the quick and the long form.
+SCALE = float(os.environ.get("WFM_FUZZ_SCALE", "1"))
+
+
 def fuzz_settings(kind: str) -> settings:
     quick, long = EXAMPLES[kind]
     return settings(
-        max_examples=long if LONG else quick,
+        max_examples=long if LONG else max(1, round(quick * SCALE)),
         deadline=None,
         derandomize=False,
         database=None,  # no .hypothesis/ in the checkout; failures print their example
