@@ -20,9 +20,9 @@ a new `Client` to carry on.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -79,7 +79,7 @@ class WfmError(Exception):
 class DaemonUnreachable(WfmError):
     """Nothing accepts connections on the socket: the daemon is not running (or elsewhere)."""
 
-    def __init__(self, socket_path: Path, cause: str) -> None:
+    def __init__(self, socket_path: str, cause: str) -> None:
         super().__init__(
             UNREACHABLE,
             f"cannot reach wfmd at {socket_path} ({cause}); is wfmd running? start it with: wfmd",
@@ -97,9 +97,11 @@ class Client:
     hello: protocol.Hello
 
     def __init__(
-        self, socket_path: str | Path | None = None, timeout: float | None = DEFAULT_TIMEOUT
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
     ) -> None:
-        self.socket_path = Path(socket_path) if socket_path else paths.default_socket_path()
+        self.socket_path = os.fspath(socket_path) if socket_path else paths.default_socket()
         self.timeout = timeout
         self._in_flight = False
         self._sock: socket.socket | None = self._connect()

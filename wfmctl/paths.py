@@ -1,13 +1,20 @@
 """Where wfm keeps things by default. Shared by the daemon and the client, so both agree.
 
 Every path here is only a default: config, environment and flags override it.
+
+`wfmctl status` runs this module on every invocation, so the client's path (`default_socket`)
+uses plain strings: importing pathlib alone costs a short-lived client ~10 ms. The daemon's
+helpers return `Path`s and import pathlib when called.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 APP_NAME = "wfm"
 SOCKET_ENV = "WFM_SOCKET"
@@ -18,17 +25,23 @@ class RuntimeDirError(Exception):
     """The runtime directory exists but is not safe to use (wrong owner or mode)."""
 
 
-def runtime_dir() -> Path:
+def _runtime_dir() -> str:
     """The per-user runtime directory for the socket: `$XDG_RUNTIME_DIR/wfm`.
 
     Without XDG_RUNTIME_DIR (cron, CI, `su`), platformdirs would warn and guess; we fall back
     to a private directory in the temp dir instead, which the daemon creates with mode 0700.
     """
     if os.environ.get("XDG_RUNTIME_DIR"):
-        import platformdirs  # here, not at the top: `wfmctl status` starts faster without it
+        import platformdirs  # only here: most `wfmctl` runs never need it
 
-        return Path(platformdirs.user_runtime_dir(APP_NAME))
-    return Path(_temp_dir()) / f"{APP_NAME}-{os.getuid()}"
+        return platformdirs.user_runtime_dir(APP_NAME)
+    return os.path.join(_temp_dir(), f"{APP_NAME}-{os.getuid()}")
+
+
+def runtime_dir() -> Path:
+    from pathlib import Path
+
+    return Path(_runtime_dir())
 
 
 def _temp_dir() -> str:
@@ -40,26 +53,36 @@ def _temp_dir() -> str:
     return "/tmp"
 
 
+def default_socket() -> str:
+    """The socket clients connect to: `$WFM_SOCKET`, else in the runtime directory."""
+    return os.environ.get(SOCKET_ENV) or os.path.join(_runtime_dir(), SOCKET_NAME)
+
+
 def default_socket_path() -> Path:
-    env = os.environ.get(SOCKET_ENV)
-    if env:
-        return Path(env)
-    return runtime_dir() / SOCKET_NAME
+    from pathlib import Path
+
+    return Path(default_socket())
 
 
 def state_dir() -> Path:
+    from pathlib import Path
+
     import platformdirs
 
     return Path(platformdirs.user_state_dir(APP_NAME))
 
 
 def data_dir() -> Path:
+    from pathlib import Path
+
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
 def config_dir() -> Path:
+    from pathlib import Path
+
     import platformdirs
 
     return Path(platformdirs.user_config_dir(APP_NAME))
