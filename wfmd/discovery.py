@@ -14,7 +14,6 @@ done, so a probe can neither hang discovery, eat our memory, nor leave processes
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import signal
@@ -30,6 +29,7 @@ import trio
 from wfmctl.paths import data_dir
 from wfmctl.protocol import SkippedFile, Workflow
 from wfmd.params import scalar_text
+from wfmd.process import kill_group
 
 METADATA_FLAG = "--workflow-metadata"
 
@@ -226,7 +226,7 @@ async def _run_probe(path: Path, *, probe_timeout: float) -> tuple[int, bytes, b
         with trio.CancelScope(shield=True):
             # Also on success: whatever the probe started in its session goes with it. (Once
             # the leader is reaped, the group id cannot be reused while any member lives.)
-            _kill_group(process.pid)
+            kill_group(process.pid, signal.SIGKILL)
             with trio.move_on_after(REAP_GRACE):
                 await process.wait()
             await process.stdout.aclose()
@@ -251,11 +251,6 @@ async def _read_bounded(
         else:
             into += chunk
     return fits
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # the group is already gone
-        os.killpg(pgid, signal.SIGKILL)
 
 
 def _exit_reason(returncode: int, stderr: bytes) -> str:

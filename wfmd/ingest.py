@@ -115,8 +115,7 @@ class Pump:
     ) -> None:
         self.execution_id = execution_id
         self.stream = stream
-        self._source = source  # owns the file descriptor; we only read from it
-        self._fd = source.fileno()
+        self._fd = source.fileno()  # `source` (the process's pipe) owns and closes it
         self._sink = sink
         # Since when the pump has been waiting for the pipe (None while it has data in hand):
         # the supervisor uses it to tell a pipe held open by an escaped grandchild from a

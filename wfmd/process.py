@@ -20,16 +20,6 @@ def kill_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name

@@ -16,9 +16,10 @@ import msgspec
 
 from wfmctl.protocol import LogEntry
 
+from ..events import EVENT_MARKER
+
 SEQ_BITS = 32
 SEQ_MASK = (1 << SEQ_BITS) - 1
-EVENT_MARKER = b"__WF_EVENT__:"
 
 STDOUT = 1
 STDERR = 2
