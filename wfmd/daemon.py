@@ -176,7 +176,7 @@ async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Serv
             # Bounded only for a database that cannot take writes: then we would wait forever.
             with trio.move_on_after(config.cancel_grace + SHUTDOWN_COMMIT_GRACE) as bounded:
                 await supervisor.shutdown()
-                await writer.close()
+                writer.close()
                 await writer_done.wait()
             if bounded.cancelled_caught:
                 log.error(

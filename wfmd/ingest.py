@@ -1,30 +1,22 @@
-"""Reading a child's stdout or stderr and cutting it into log chunks.
+"""Cutting what a child prints into log chunks.
 
 A chunk is what one pipe read delivered: the complete lines of that read as one piece of bytes
 (cheap: no per-line Python work unless a structured event may be in it), or exactly one
-structured event. The writer assigns sequence numbers; this module only decides boundaries.
+structured event. The writer assigns sequence numbers; this module only decides boundaries, and
+`pipe_reader.py` does the reading.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-
-import trio
 
 from .events import EVENT_MARKER, event_type
 from .store.logs import STDERR
 
-# One pipe's worth: Linux pipes hold 64 KiB, so one read can empty a full pipe.
-READ_SIZE = 65536
-
 # A longer line is cut into pieces of this size, each its own log entry: a child that never
 # prints a newline must not make the daemon buffer without bound.
 MAX_LINE = 1024 * 1024
-
-# How long flushing the last partial line may wait for the writer when the pump is cancelled.
-FLUSH_TIMEOUT = 5.0
 
 
 @dataclass(slots=True)
@@ -103,91 +95,40 @@ def _cut_lines(execution_id: int, stream: int, ts: int, data: bytes) -> list[Chu
     return chunks
 
 
-class Pump:
-    """Reads one of a child's pipes to EOF and sends its chunks to the writer."""
+class LineBuffer:
+    """One pipe's reads turned into chunks: the complete lines of each read, the unterminated
+    rest kept for the next read, and a line longer than MAX_LINE cut into pieces."""
 
-    def __init__(
-        self,
-        execution_id: int,
-        stream: int,
-        source: trio.lowlevel.FdStream,
-        sink: trio.MemorySendChannel[list[Chunk]],
-    ) -> None:
+    __slots__ = ("_partial", "execution_id", "stream")
+
+    def __init__(self, execution_id: int, stream: int) -> None:
         self.execution_id = execution_id
         self.stream = stream
-        self._fd = source.fileno()  # `source` (the process's pipe) owns and closes it
-        self._sink = sink
-        # Since when the pump has been waiting for the pipe (None while it has data in hand):
-        # the supervisor uses it to tell a pipe held open by an escaped grandchild from a
-        # pump that is merely waiting for the writer.
-        self.waiting_since: float | None = None
-        self.finished = trio.Event()
+        self._partial = bytearray()
 
-    async def run(self) -> None:
-        """Read to EOF, sending chunks to the sink (which this closes).
+    def take(self, data: bytes, ts: int) -> list[Chunk]:
+        eid, stream, partial = self.execution_id, self.stream, self._partial
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            partial += data
+            chunks = []
+        elif partial:
+            chunks = cut(eid, stream, ts, bytes(partial) + data[:end])
+            partial[:] = data[end:]
+        else:
+            chunks = cut(eid, stream, ts, data[:end])
+            partial += data[end:]
+        # Strictly longer: a line of exactly MAX_LINE bytes waits for its newline.
+        while len(partial) > MAX_LINE:
+            size = piece_size(partial)
+            chunks.append(Chunk(eid, stream, ts, bytes(partial[:size]), 1))
+            del partial[:size]
+        return chunks
 
-        Sending blocks while the writer is behind; then we stop reading, the pipe fills, and
-        the child blocks in write(): back-pressure instead of unbounded memory.
-
-        Cancellation: the unterminated last line read so far is still sent (shielded, bounded
-        by FLUSH_TIMEOUT), so a cancelled execution keeps everything it printed.
-        """
-        try:
-            await self._pump()
-        finally:
-            self.finished.set()
-
-    async def _read(self) -> bytes:
-        """The next bytes from the pipe (b"" at EOF).
-
-        Waits for readability first, then reads once: half the system calls and scheduler
-        passes of `FdStream.receive_some` (which tries a read, fails with EAGAIN, waits and
-        reads again), which matters with hundreds of pipes that each deliver a line at a time.
-        """
-        while True:
-            try:
-                await trio.lowlevel.wait_readable(self._fd)
-            except trio.ClosedResourceError:
-                return b""
-            try:
-                return os.read(self._fd, READ_SIZE)
-            except BlockingIOError:
-                continue
-
-    async def _pump(self) -> None:
-        eid, stream, sink = self.execution_id, self.stream, self._sink
-        partial = bytearray()
-        async with sink:
-            try:
-                while True:
-                    self.waiting_since = trio.current_time()
-                    data = await self._read()
-                    self.waiting_since = None
-                    if not data:
-                        break
-                    ts = now_ms()
-                    end = data.rfind(b"\n") + 1
-                    if end == 0:
-                        partial += data
-                        complete = b""
-                    elif partial:
-                        complete = bytes(partial) + data[:end]
-                        partial[:] = data[end:]
-                    else:
-                        complete = data[:end]
-                        partial += data[end:]
-                    if complete:
-                        # One item per read: its entries get consecutive sequence numbers,
-                        # never interleaved with a later read of the other stream.
-                        await sink.send(cut(eid, stream, ts, complete))
-                    # Strictly longer: a line of exactly MAX_LINE bytes waits for its newline.
-                    while len(partial) > MAX_LINE:
-                        size = piece_size(partial)
-                        piece = bytes(partial[:size])
-                        del partial[:size]
-                        await sink.send([Chunk(eid, stream, ts, piece, 1)])
-            finally:
-                self.waiting_since = None
-                if partial:
-                    with trio.CancelScope(shield=True), trio.move_on_after(FLUSH_TIMEOUT):
-                        await sink.send([Chunk(eid, stream, now_ms(), bytes(partial), 1)])
+    def flush(self, ts: int) -> list[Chunk]:
+        """The unterminated last line, if any, as an entry of its own (at EOF or abandon)."""
+        if not self._partial:
+            return []
+        rest = bytes(self._partial)
+        self._partial.clear()
+        return [Chunk(self.execution_id, self.stream, ts, rest, 1)]

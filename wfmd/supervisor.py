@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections import deque
 from collections.abc import Container, Sequence
@@ -22,7 +23,8 @@ import trio
 from wfmctl.protocol import Execution, Status
 
 from . import process
-from .ingest import Pump, now_ms
+from .ingest import now_ms
+from .pipe_reader import Pipe
 from .store import Finish, StorageFull, Store, StoredExecution, executions
 from .store.logs import STDERR, STDOUT
 from .writer import LogWriter
@@ -40,7 +42,7 @@ ORPHAN_PIPE_GRACE = 1.0
 # How often the storage watch looks at the writer's health.
 STORAGE_CHECK_INTERVAL = 1.0
 
-# How often the orphan-pipe watchdog looks at the pumps.
+# How often the orphan-pipe watchdog looks at the pipes.
 WATCHDOG_TICK = 0.1
 
 
@@ -223,48 +225,53 @@ class Supervisor:
         """
         stored = active.stored
         env = dict(os.environ, **{process.EXECUTION_ENV: stored.info.handle})
-        # The writer learns of the execution before anyone can see it Running; its pumps get
-        # clones of this channel, which itself closes at the end of the block.
-        with self._writer.begin(stored.id) as sink:
-            # Running before the child exists: if the daemon dies right after the spawn,
-            # recovery finds it Running and kills its processes, instead of running it twice.
-            if not await self._mark_running(active):
-                return Finish(stored.id, active.stop_status, active.stop_reason, now_ms(), 0)
-            try:
-                proc = await trio.lowlevel.open_process(
-                    stored.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    start_new_session=True,
-                    env=env,
-                )
-            except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
-                why = getattr(exc, "strerror", None) or exc
-                return Finish(
-                    stored.id, "Failed", f"could not start {stored.argv[0]}: {why}", now_ms(), 0
-                )
-            assert isinstance(proc.stdout, trio.lowlevel.FdStream)
-            assert isinstance(proc.stderr, trio.lowlevel.FdStream)
-            pumps = [
-                Pump(stored.id, STDOUT, proc.stdout, sink.clone()),
-                Pump(stored.id, STDERR, proc.stderr, sink.clone()),
-            ]
+        # The writer learns of the execution before anyone can see it Running.
+        self._writer.begin(stored.id)
+        # Running before the child exists: if the daemon dies right after the spawn, recovery
+        # finds it Running and kills its processes, instead of running it twice.
+        if not await self._mark_running(active):
+            return Finish(stored.id, active.stop_status, active.stop_reason, now_ms(), 0)
+        # Our own pipes rather than Trio's: their read ends go to the writer's reader thread.
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        try:
+            proc = await trio.lowlevel.open_process(
+                stored.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out_write,
+                stderr=err_write,
+                start_new_session=True,
+                env=env,
+            )
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
+            os.close(out_read)
+            os.close(err_read)
+            why = getattr(exc, "strerror", None) or exc
+            return Finish(
+                stored.id, "Failed", f"could not start {stored.argv[0]}: {why}", now_ms(), 0
+            )
+        finally:
+            os.close(out_write)  # the child has its copies: EOF comes when its side closes
+            os.close(err_write)
+        pipes = [
+            self._writer.capture(stored.id, STDOUT, out_read),
+            self._writer.capture(stored.id, STDERR, err_read),
+        ]
         timeout = stored.info.timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         try:
-            async with trio.open_nursery() as nursery:
-                for pump in pumps:  # started before any await: each closes its channel
-                    nursery.start_soon(pump.run)
-                with contextlib.suppress(StorageFull):  # the pid is for people, not for us
-                    await self._store.call(executions.set_pid, stored.id, proc.pid)
-                ending = await self._wait_for_end(active, proc, deadline)
-                await self._reap(active, proc, pumps, nursery.cancel_scope)
+            with contextlib.suppress(StorageFull):  # the pid is for people, not for us
+                await self._store.call(executions.set_pid, stored.id, proc.pid)
+            ending = await self._wait_for_end(active, proc, deadline)
+            await self._reap(active, proc, pipes)
         finally:
             with trio.CancelScope(shield=True):
                 process.kill_group(proc.pid, signal.SIGKILL)
-                for pipe in (proc.stdout, proc.stderr):
-                    await pipe.aclose()
+                # Every line is delivered before the ending is queued behind them.
+                for pipe in pipes:
+                    if not pipe.finished.is_set():
+                        self._writer.pipes.abandon(pipe)
+                        await pipe.finished.wait()
                 await proc.wait()
         return self._finish_for(active, proc, ending, timeout)
 
@@ -314,21 +321,15 @@ class Supervisor:
             process.kill_group(proc.pid, signal.SIGKILL)
             await proc.wait()
 
-    async def _reap(
-        self,
-        active: _Active,
-        proc: trio.Process,
-        pumps: list[Pump],
-        pump_scope: trio.CancelScope,
-    ) -> None:
+    async def _reap(self, active: _Active, proc: trio.Process, pipes: list[Pipe]) -> None:
         """After the main child has exited: drain, kill what is left of the group and any
         process that left it (found by WFM_EXECUTION_ID), and stop reading pipes that only a
         process we could not find still holds."""
 
         async def drained(within: float) -> bool:
             with trio.move_on_after(within):
-                for pump in pumps:
-                    await pump.finished.wait()
+                for pipe in pipes:
+                    await pipe.finished.wait()
                 return True
             return False
 
@@ -337,15 +338,16 @@ class Supervisor:
         # it belongs to.
         process.kill_group(proc.pid, signal.SIGKILL)
         await trio.to_thread.run_sync(process.kill_execution_processes, active.stored.info.handle)
+        reader = self._writer.pipes
         while not await drained(WATCHDOG_TICK):
-            now = trio.current_time()
+            now = time.monotonic()
+            # A silent pipe while the reader is held back by the writer is not orphaned.
             if active.stop.is_set() or all(
                 p.finished.is_set()
-                or (p.waiting_since is not None and now - p.waiting_since > ORPHAN_PIPE_GRACE)
-                for p in pumps
+                or (not reader.throttled and now - p.last_data_at > ORPHAN_PIPE_GRACE)
+                for p in pipes
             ):
-                pump_scope.cancel()
-                return
+                return  # the caller abandons the pipes still open
 
     def _finish_for(
         self, active: _Active, proc: trio.Process, ending: str, timeout: float | None

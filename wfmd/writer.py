@@ -1,11 +1,11 @@
 """The log writer: one ordered stream of chunks and endings, group-committed to the store.
 
-Two tasks share the pending batch. The collector takes items off the channel in arrival
-order, gives each chunk its sequence numbers (the one place where log order is decided) and
-appends it to the batch; the committer commits whatever has accumulated. While a commit runs
-on the database thread the collector keeps filling the next batch, so readers of children's
-pipes rarely wait. When the batch outgrows MAX_PENDING_BYTES the collector stops taking items,
-the channel fills, and back-pressure reaches the children.
+The pipe reader thread (`pipe_reader.py`) hands over each round's chunks; here, in the Trio
+thread and in arrival order, each chunk gets its sequence numbers (the one place where log
+order is decided) and joins the pending batch. The committer commits whatever has
+accumulated; meanwhile the next batch fills. Each commit returns its bytes to the reader's
+budget: while MAX_PENDING_BYTES are read but not committed the reader stops reading, the
+pipes fill, and back-pressure reaches the children.
 """
 
 from __future__ import annotations
@@ -18,20 +18,18 @@ from dataclasses import dataclass, field
 import trio
 
 from .ingest import Chunk, now_ms
+from .pipe_reader import Delivery, Pipe, PipeReader
 from .store import Finish, LogRow, StorageFull, Store, write_batch
 from .store.logs import SEQ_BITS, SEQ_MASK, row_key
 
 log = logging.getLogger(__name__)
 
-# Items waiting in the channel. Small on purpose: the channel is not a buffer, the pending
-# batch is; a full channel is how back-pressure reaches a child's pipe.
-CHANNEL_SIZE = 64
-
 # Commit right away (without waiting for the commit interval) once this much is pending:
 # large enough for ~10k lines per transaction, small enough to commit in a few ms.
 BATCH_BYTES = 1024 * 1024
 
-# Stop taking items while this much is pending (a slow or failing disk): bounds memory.
+# Stop reading children's pipes while this much is read but not committed (a slow or failing
+# disk): bounds memory.
 MAX_PENDING_BYTES = 16 * 1024 * 1024
 
 # Reads of the same stream within one millisecond are stored as one row: fewer, larger rows
@@ -62,9 +60,7 @@ class LogWriter:
     def __init__(self, store: Store, *, commit_interval: float) -> None:
         self._store = store
         self._commit_interval = commit_interval
-        self._send, self._receive = trio.open_memory_channel[list[Chunk] | _FinishRequest](
-            CHANNEL_SIZE
-        )
+        self.pipes = PipeReader(self._accept, budget=MAX_PENDING_BYTES)
         self._next_seq: dict[int, int] = {}  # executions being written: next seq to assign
         self._committed: dict[int, int] = {}  # executions being written: entries committed
         self._watchers: dict[int, trio.Event] = {}
@@ -72,27 +68,30 @@ class LogWriter:
         self._batch = _Batch()
         self._has_data = trio.Event()
         self._urgent = trio.Event()
-        self._room = trio.Event()
-        self._collector_done = False
+        self._closed = False
         self.storage_error: str | None = None
         self.storage_failing_since: float | None = None  # trio clock
 
     # ----------------------------------------------------------------- used by the supervisor
 
-    def begin(self, execution_id: int) -> trio.MemorySendChannel[list[Chunk]]:
-        """Start accepting lines for an execution; returns a channel for its pumps."""
+    def begin(self, execution_id: int) -> None:
+        """Start accepting lines for an execution."""
         self._next_seq[execution_id] = 0
         self._committed[execution_id] = 0
-        return self._send.clone()
+
+    def capture(self, execution_id: int, stream: int, fd: int) -> Pipe:
+        """Read a child's pipe (the read end, which the reader now owns) into the log."""
+        return self.pipes.open(execution_id, stream, fd)
 
     async def finish(self, finish: Finish) -> None:
         """Queue the execution's ending behind its lines and wait until it is committed.
 
-        `finish.log_count` is filled in here. Cancellation: the ending stays queued and will
-        be committed; only the wait is abandoned.
+        Call it only once the execution's pipes have finished: `finish.log_count` is filled
+        in here, from the lines received so far. Cancellation: the ending stays queued and
+        will be committed; only the wait is abandoned.
         """
         request = _FinishRequest(finish)
-        await self._send.send(request)
+        self._add_finish(request)
         await request.committed.wait()
 
     def committed_count(self, execution_id: int) -> int | None:
@@ -113,36 +112,34 @@ class LogWriter:
             event = self._end_watchers[execution_id] = trio.Event()
         return event
 
-    async def close(self) -> None:
-        """No more items from the supervisor; `run` returns once everything is committed."""
-        await self._send.aclose()
+    def close(self) -> None:
+        """No more executions (their pipes have all finished): `run` returns once everything
+        pending is committed."""
+        self._closed = True
+        self._has_data.set()
+        self._urgent.set()
 
-    # ----------------------------------------------------------------- the two tasks
+    # ----------------------------------------------------------------- collecting, committing
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Collect and commit until `close` was called and every pump has closed its channel.
+        """Read pipes and commit until `close` was called and everything is committed.
 
         Cancellation: whatever is pending is lost from memory but never half-written; call
         `close` and let this return to commit everything.
         """
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._collect)
+        self.pipes.start()
+        try:
             task_status.started()
             await self._commit_loop()
+        finally:
+            self.pipes.stop()
 
-    async def _collect(self) -> None:
-        async with self._receive:
-            async for item in self._receive:
-                if isinstance(item, list):
-                    for chunk in item:
-                        self._add_chunk(chunk)
-                else:
-                    self._add_finish(item)
-                while self._batch.size >= MAX_PENDING_BYTES:
-                    await self._room.wait()
-        self._collector_done = True
-        self._has_data.set()
-        self._urgent.set()
+    def _accept(self, delivery: Delivery) -> None:
+        for item in delivery:
+            if isinstance(item, Chunk):
+                self._add_chunk(item)
+            else:
+                item.finished.set()
 
     def _add_chunk(self, chunk: Chunk) -> None:
         batch = self._batch
@@ -196,17 +193,15 @@ class LogWriter:
                 await self._urgent.wait()
             batch = self._batch
             if not batch.rows and not batch.finishes:
-                if self._collector_done:
+                if self._closed:
                     return
                 continue
             self._batch = _Batch()
             self._has_data = trio.Event()
             self._urgent = trio.Event()
-            if self._collector_done:
+            if self._closed:
                 self._has_data.set()
                 self._urgent.set()
-            self._room.set()
-            self._room = trio.Event()
             await self._commit(batch)
 
     async def _commit(self, batch: _Batch) -> None:
@@ -225,6 +220,7 @@ class LogWriter:
             log.warning("storage is writable again")
             self.storage_error = None
             self.storage_failing_since = None
+        self.pipes.release(batch.size)
         self._published(batch.rows, batch.finishes)
 
     def _published(self, rows: Iterable[LogRow], finishes: list[_FinishRequest]) -> None:
