@@ -3,9 +3,12 @@
 Why not one Trio task per pipe: with hundreds of quiet children every read is one line, and
 each read then costs a task wake-up, an epoll re-registration and a channel hand-off in the
 event loop (measured: 200 workflows printing 10 lines/s each took 23% of a core). This thread
-keeps one level-triggered epoll over all pipes, reads whatever is ready, and hands everything
-a round produced to Trio in one call. When no pipe was busy it waits a moment (COALESCE)
-before polling again, so that quiet pipes are read a few lines at a time instead of one.
+keeps one level-triggered epoll over all pipes and reads whatever is ready into a list that
+the writer takes when it commits. Trio is woken only when that list stops being empty, when a
+pipe ends, or when a batch's worth has piled up: waking the event loop from a thread costs
+~75-120 us of its CPU (measured), so once per commit, not once per read. When no pipe was
+busy the thread waits a moment (COALESCE) before polling again, so that quiet pipes are read
+a few lines at a time instead of one, and less than that when a pipe fills faster.
 
 A chatty child gets a bigger pipe (GROWN_PIPE): it can keep writing while we sleep or while
 the database is busy, and each read carries more. Back-pressure: the thread stops reading
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import queue
 import select
@@ -31,17 +35,23 @@ from .ingest import Chunk, LineBuffer, now_ms
 
 log = logging.getLogger(__name__)
 
-# After a round in which no pipe was busy, wait this long before the next poll. Quiet pipes
-# then deliver several lines per read and the event loop is woken a few hundred times a
-# second at most; the cost is at most this much added to follow latency (bar: 60 ms p50).
-COALESCE = 0.002
+# After a round of reads, wait up to this long before the next poll, so that quiet pipes
+# deliver several lines per read; it adds at most this much to follow latency.
+COALESCE = 0.005
 
-# A read that returns at least this share of the pipe's capacity marks the pipe busy: the
-# next poll follows at once, and the pipe is grown.
+# ... but no longer than a pipe read in this round takes to fill this share of its capacity
+# at the rate it was filling: a fast child must never block on a full pipe while we sleep.
+FILL_SHARE = 0.25
+
+# Shorter pauses are not worth a sleep.
+MIN_PAUSE = 0.0002
+
+# A read that returns at least this share of the pipe's capacity means the child may already
+# be waiting for us: poll again at once, and grow the pipe.
 BUSY_SHARE = 0.5
 
-# The size a busy pipe is grown to (the Linux default ceiling, /proc/sys/fs/pipe-max-size):
-# a child printing a line per write() fills it in ~5 ms, so COALESCE never stalls it.
+# The size a busy pipe is grown to (the Linux default ceiling, /proc/sys/fs/pipe-max-size): a
+# child printing a line per write() fills it in ~5 ms, so each read carries thousands of lines.
 GROWN_PIPE = 1024 * 1024
 
 # Grown pipes at once. Pipe memory is charged to the user (fs/pipe-user-pages-soft, 64 MiB by
@@ -67,15 +77,21 @@ class Pipe:
 # Commands to the thread, in order: open a pipe, abandon one, return budget, stop.
 _Command = tuple[str, Pipe | int | None]
 
-# What one round hands to Trio, in read order: chunks, and a Pipe once it has ended.
+# What the writer takes, in read order: chunks, and a Pipe once it has ended.
 Delivery = list[Chunk | Pipe]
 
 
 class PipeReader:
-    def __init__(self, deliver: Callable[[Delivery], None], *, budget: int) -> None:
-        """`deliver` runs in the Trio thread, in order, with each round's chunks and ends."""
-        self._deliver = deliver
+    def __init__(self, wake: Callable[[], None], *, budget: int, urgent_bytes: int) -> None:
+        """`wake` runs in the Trio thread when there is something to `take`: the first chunk
+        since the last take, a pipe's end, or `urgent_bytes` of chunk data."""
+        self._wake = wake
+        self._urgent_bytes = urgent_bytes
         self._budget = budget  # thread-only; `release` goes through the command queue
+        self._lock = threading.Lock()
+        self._ready: Delivery = []  # under _lock, like the two counters below
+        self._ready_bytes = 0
+        self._ready_ends = 0
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._token = trio.lowlevel.current_trio_token()
@@ -101,6 +117,19 @@ class PipeReader:
         stopped): its unterminated last line is kept, then `pipe.finished` is set."""
         self._send(("abandon", pipe))
 
+    def take(self) -> Delivery:
+        """Everything read since the last take, in order."""
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._ready_bytes = self._ready_ends = 0
+        return ready
+
+    @property
+    def should_take_now(self) -> bool:
+        """A pipe has ended (someone waits for it) or a batch's worth is waiting."""
+        with self._lock:
+            return self._ready_ends > 0 or self._ready_bytes >= self._urgent_bytes
+
     def release(self, nbytes: int) -> None:
         """`nbytes` of delivered chunk data are committed: the thread may read that much more."""
         self._send(("release", nbytes))
@@ -125,21 +154,21 @@ class PipeReader:
         out: Delivery = []
         try:
             while self._apply_commands(poll_all, out):
+                if out:  # pipes ended by `abandon`
+                    self._hand_over(out)
+                    out = []
                 self.throttled = self._budget <= 0
                 poller = poll_wake if self.throttled else poll_all
-                busy = read_any = False
+                pause = math.inf
                 for fd, _ in poller.poll():
-                    if fd == self._wake_fd:
-                        continue
                     pipe = self._pipes.get(fd)
                     if pipe is not None:
-                        read_any = True
-                        busy |= self._read(pipe, poll_all, out)
+                        pause = min(pause, COALESCE, self._read(pipe, poll_all, out))
                 if out:
                     self._hand_over(out)
                     out = []
-                if read_any and not busy:
-                    time.sleep(COALESCE)
+                if MIN_PAUSE <= pause < math.inf:
+                    time.sleep(pause)
         except trio.RunFinishedError:
             pass  # the daemon is gone; nobody is left to deliver to
         except BaseException:
@@ -175,31 +204,31 @@ class PipeReader:
                 assert isinstance(arg, int)
                 self._budget += arg
             else:
-                if out:
-                    self._hand_over(out)
                 return False
 
-    def _read(self, pipe: Pipe, poll_all: select.epoll, out: Delivery) -> bool:
-        """Read what the pipe holds; True if it was busy (a large share of its capacity)."""
+    def _read(self, pipe: Pipe, poll_all: select.epoll, out: Delivery) -> float:
+        """Read what the pipe holds; returns how long it may be left before the next read."""
         try:
             data = os.read(pipe.fd, pipe.capacity)
         except BlockingIOError:
-            return False
+            return math.inf
         except OSError as exc:  # not expected from a pipe; treat it as the end
             log.warning("reading a child's pipe failed: %s", exc)
             data = b""
         if not data:
             self._end(pipe, poll_all, out)
-            return False
-        pipe.last_data_at = time.monotonic()
+            return math.inf
+        now = time.monotonic()
+        filling_for, pipe.last_data_at = now - pipe.last_data_at, now
         chunks = pipe.lines.take(data, now_ms())
         for chunk in chunks:
             self._budget -= len(chunk.data)
         out += chunks
-        busy = len(data) >= pipe.capacity * BUSY_SHARE
-        if busy and not pipe.grown and self._grown < MAX_GROWN:
-            self._grow(pipe)
-        return busy
+        if len(data) >= pipe.capacity * BUSY_SHARE:
+            if not pipe.grown and self._grown < MAX_GROWN:
+                self._grow(pipe)
+            return 0.0
+        return pipe.capacity * FILL_SHARE * filling_for / len(data)
 
     def _grow(self, pipe: Pipe) -> None:
         try:
@@ -223,4 +252,17 @@ class PipeReader:
         out.append(pipe)
 
     def _hand_over(self, out: Delivery) -> None:
-        self._token.run_sync_soon(self._deliver, out)
+        nbytes = ends = 0
+        for item in out:
+            if isinstance(item, Chunk):
+                nbytes += len(item.data)
+            else:
+                ends += 1
+        with self._lock:
+            was_empty = not self._ready
+            before = self._ready_bytes
+            self._ready += out
+            self._ready_bytes += nbytes
+            self._ready_ends += ends
+        if was_empty or ends or before < self._urgent_bytes <= before + nbytes:
+            self._token.run_sync_soon(self._wake)

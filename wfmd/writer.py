@@ -1,9 +1,9 @@
 """The log writer: one ordered stream of chunks and endings, group-committed to the store.
 
-The pipe reader thread (`pipe_reader.py`) hands over each round's chunks; here, in the Trio
-thread and in arrival order, each chunk gets its sequence numbers (the one place where log
-order is decided) and joins the pending batch. The committer commits whatever has
-accumulated; meanwhile the next batch fills. Each commit returns its bytes to the reader's
+The pipe reader thread (`pipe_reader.py`) reads children's output; here, in the Trio thread,
+the committer takes what it has read, in read order, gives each chunk its sequence numbers
+(the one place where log order is decided), and commits the batch together with the endings
+queued meanwhile. Each commit returns its bytes to the reader's
 budget: while MAX_PENDING_BYTES are read but not committed the reader stops reading, the
 pipes fill, and back-pressure reaches the children.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .ingest import Chunk, now_ms
-from .pipe_reader import Delivery, Pipe, PipeReader
+from .pipe_reader import Pipe, PipeReader
 from .store import Finish, LogRow, StorageFull, Store, write_batch
 from .store.logs import SEQ_BITS, SEQ_MASK, row_key
 
@@ -60,7 +60,7 @@ class LogWriter:
     def __init__(self, store: Store, *, commit_interval: float) -> None:
         self._store = store
         self._commit_interval = commit_interval
-        self.pipes = PipeReader(self._accept, budget=MAX_PENDING_BYTES)
+        self.pipes = PipeReader(self._woken, budget=MAX_PENDING_BYTES, urgent_bytes=BATCH_BYTES)
         self._next_seq: dict[int, int] = {}  # executions being written: next seq to assign
         self._committed: dict[int, int] = {}  # executions being written: entries committed
         self._watchers: dict[int, trio.Event] = {}
@@ -134,8 +134,15 @@ class LogWriter:
         finally:
             self.pipes.stop()
 
-    def _accept(self, delivery: Delivery) -> None:
-        for item in delivery:
+    def _woken(self) -> None:
+        """The reader has something: start the commit clock, and take it now if it cannot
+        wait for the commit (a pipe's end, which its supervisor awaits, or a full batch)."""
+        self._grew(0)
+        if self.pipes.should_take_now:
+            self._take()
+
+    def _take(self) -> None:
+        for item in self.pipes.take():
             if isinstance(item, Chunk):
                 self._add_chunk(item)
             else:
@@ -191,6 +198,7 @@ class LogWriter:
             await self._has_data.wait()
             with trio.move_on_at(self._batch.first_at + self._commit_interval):
                 await self._urgent.wait()
+            self._take()
             batch = self._batch
             if not batch.rows and not batch.finishes:
                 if self._closed:
