@@ -349,6 +349,19 @@ def test_exit_codes_are_documented() -> None:
     assert "128+N" in epilog
 
 
+@pytest.mark.parametrize("columns", ["60", "0", "-5", "wide", None])
+def test_help_width_is_the_one_argparse_would_pick(
+    columns: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert cli.help_width() == shutil.get_terminal_size().columns - 2
+
+
 def test_one_line() -> None:
     assert cli.one_line("bad params:\n  count: too big\n  mode: unknown\n") == (
         "bad params: count: too big; mode: unknown"
@@ -426,6 +439,39 @@ def test_global_options_before_or_after_the_command() -> None:
         assert (args.command, args.handle, args.json, args.socket) == ("status", "ab", True, "/s")
     args = parse("ping")
     assert not hasattr(args, "json") and not hasattr(args, "socket")
+
+
+@pytest.mark.parametrize("command", cli.HANDLE_COMMANDS)
+def test_handle_command_lines_parse_as_argparse_would(command: str) -> None:
+    # Equal attributes: this also fails as soon as one of these commands gets an option (its
+    # default would be missing) or another argument (argparse would refuse the line).
+    for handle in ("ab", "987f277b-1156-43d4-83ac-b6469ac75dc2", "", "a b", "x=1", "@f", "a-"):
+        simple = cli.parse_simple([command, handle])
+        assert simple is not None
+        assert vars(simple) == vars(parse(command, handle))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["status"],
+        ["status", "-h"],
+        ["status", "--json"],
+        ["status", "ab", "--json"],
+        ["--json", "status", "ab"],
+        ["status", "--", "ab"],
+        ["status", "-1"],
+        ["status", "ab", "cd"],
+        ["ping"],
+        ["logs", "ab"],
+        ["run", "ab"],
+        ["Status", "ab"],
+        ["stat", "ab"],
+    ],
+)
+def test_other_command_lines_go_to_argparse(argv: list[str]) -> None:
+    assert cli.parse_simple(argv) is None
 
 
 def test_run_arguments() -> None:
@@ -564,6 +610,24 @@ def test_import_wfmctl_stays_light() -> None:
         timeout=SUBPROCESS_TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_status_skips_argparse(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wfmctl", "status", "ab"],
+        capture_output=True,
+        text=True,
+        env=wfmctl_env(WFM_SOCKET=str(tmp_path / "nothing.sock")),
+        timeout=SUBPROCESS_TIMEOUT,
+    )
+    assert proc.returncode == cli.EXIT_UNAVAILABLE, proc.stderr
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "wfmctl.commands" in imported  # the check below looks at the right output
+    assert not imported & {"argparse", "shutil", "json", "dataclasses"}
 
 
 def test_help_stays_light() -> None:

@@ -6,13 +6,12 @@ them and picks the exit code; nothing here prints an error itself.
 
 from __future__ import annotations
 
-import argparse
 import functools
 from collections.abc import Callable
 from typing import TextIO
 
 from wfmctl import protocol, render
-from wfmctl.cli import EXIT_OK, exit_code_for, merge_params
+from wfmctl.cli import EXIT_OK, Args, exit_code_for, merge_params
 from wfmctl.client import Client, WfmError
 from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
 
@@ -60,10 +59,10 @@ class View:
         print(text, file=self.err, flush=True)
 
 
-Command = Callable[[Client, argparse.Namespace, View], int]
+Command = Callable[[Client, Args, View], int]
 
 
-def execute(args: argparse.Namespace, socket_path: str | None, view: View) -> int:
+def execute(args: Args, socket_path: str | None, view: View) -> int:
     with Client(socket_path) as client:
         return COMMANDS[args.command](client, args, view)
 
@@ -94,13 +93,13 @@ def print_entries(entries: list[LogEntry], view: View) -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def cmd_ping(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_ping(client: Client, args: Args, view: View) -> int:
     pong = client.ping()
     view.show(pong, lambda: render.pong_detail(pong, client.hello.protocol))
     return EXIT_OK
 
 
-def cmd_workflows(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_workflows(client: Client, args: Args, view: View) -> int:
     reply = client.workflows(rescan=args.rescan, workflow_id=args.id)
     if args.id is not None:
         found = [w for w in reply.workflows if w.id == args.id]
@@ -112,7 +111,7 @@ def cmd_workflows(client: Client, args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
-def cmd_run(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_run(client: Client, args: Args, view: View) -> int:
     params = merge_params(args.params_json, args.params)
     execution = client.run(args.workflow, params, timeout=args.timeout)
     handle = execution.handle
@@ -129,13 +128,13 @@ def cmd_run(client: Client, args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
-def cmd_status(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_status(client: Client, args: Args, view: View) -> int:
     execution = client.status(args.handle)
     view.show(execution, lambda: render.execution_detail(execution))
     return EXIT_OK
 
 
-def cmd_logs(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_logs(client: Client, args: Args, view: View) -> int:
     handle: str = args.handle
     if args.follow:
         after = -1 if args.after is None else args.after
@@ -169,13 +168,13 @@ def cmd_logs(client: Client, args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
-def cmd_wait(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_wait(client: Client, args: Args, view: View) -> int:
     execution = client.wait(args.handle)
     view.show(execution, lambda: render.execution_line(execution))
     return exit_code_for(execution)
 
 
-def cmd_cancel(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_cancel(client: Client, args: Args, view: View) -> int:
     execution = client.cancel(args.handle)
     if view.json:
         view.doc(execution)
@@ -186,7 +185,7 @@ def cmd_cancel(client: Client, args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
-def cmd_history(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_history(client: Client, args: Args, view: View) -> int:
     page = client.history(
         limit=args.limit,
         offset=args.offset,
@@ -205,7 +204,7 @@ def cmd_history(client: Client, args: argparse.Namespace, view: View) -> int:
     return EXIT_OK
 
 
-def cmd_params(client: Client, args: argparse.Namespace, view: View) -> int:
+def cmd_params(client: Client, args: Args, view: View) -> int:
     reply = client.params(args.handle)
     view.show(reply, lambda: render.params_table(reply))
     return EXIT_OK
