@@ -66,9 +66,9 @@ async def logs(s: Services, request: GetLogs) -> LogPage:
     limit = max(0, min(request.limit, MAX_LOG_PAGE))
     after = -1 if request.after is None else request.after
     if request.tail is not None:
-        entries = await s.store.call(log_rows.read_tail, stored.id, min(request.tail, MAX_LOG_PAGE))
+        entries = await s.store.read(log_rows.read_tail, stored.id, min(request.tail, MAX_LOG_PAGE))
     else:
-        entries = await s.store.call(log_rows.read_after, stored.id, after, limit)
+        entries = await s.store.read(log_rows.read_after, stored.id, after, limit)
     next_after = entries[-1].seq if entries else after
     info = s.live(stored)
     finished = info.status in FINISHED_STATUSES and next_after + 1 >= info.log_count
@@ -86,7 +86,7 @@ async def history(s: Services, request: History) -> HistoryPage:
         until_ms=None if request.until is None else int(request.until * 1000),
     )
     try:
-        page, next_before = await s.store.call(executions.history, query)
+        page, next_before = await s.store.read(executions.history, query)
     except LookupFailed as exc:
         raise RequestFailed(exc.code, f"'before': {exc}") from exc
     return HistoryPage(executions=page, next_before=next_before)
@@ -100,7 +100,7 @@ async def params(s: Services, request: GetParams) -> ParamsReply:
 
 async def param_history(s: Services, request: ParamHistory) -> ParamHistoryReply:
     limit = max(1, min(request.limit, 100))
-    values = await s.store.call(
+    values = await s.store.read(
         executions.param_history, request.workflow_id, request.field_name, limit
     )
     return ParamHistoryReply(workflow_id=request.workflow_id, values=values)

@@ -61,15 +61,18 @@ async def cancel(s: Services, request: Cancel) -> StatusReply:
 
 async def wait(s: Services, request: Wait) -> Finished:
     stored = await s.resolve(request.handle)
-    while True:
+    while stored.info.status not in FINISHED_STATUSES:
+        # The event exists before the read: an ending committed after the read's snapshot
+        # sets it, so it cannot slip between the read and the wait.
+        ended = s.writer.end_event(stored.id)
+        stored = await s.resolve(stored.info.handle)
         info = stored.info
         if info.status in FINISHED_STATUSES:
-            return Finished(execution=info)
-        ended = s.writer.end_event(stored.id)
+            break
         # A Running execution the writer no longer knows has ended since our read: read again.
         if info.status != "Running" or s.writer.committed_count(stored.id) is not None:
             await ended.wait()
-        stored = await s.resolve(stored.info.handle)
+    return Finished(execution=stored.info)
 
 
 async def follow(s: Services, request: Follow, send: Send) -> None:
@@ -81,7 +84,7 @@ async def follow(s: Services, request: Follow, send: Send) -> None:
     stored = await s.resolve(request.handle)
     after = request.after
     while True:
-        info, entries = await s.store.call(status_and_logs, stored.id, after, FOLLOW_PAGE)
+        info, entries = await s.store.read(status_and_logs, stored.id, after, FOLLOW_PAGE)
         if entries:
             await send(LogBatch(entries=entries))
             after = entries[-1].seq

@@ -1,9 +1,15 @@
 """The store: the only code that touches APSW.
 
-Every database call goes through `Store.call`, which runs it on the one database thread
-(`worker.py`): the Trio loop never blocks on SQLite, SQLite never sees two threads, and no
-transaction is ever open across an `await` (each call is one synchronous function that begins
-and ends its own transactions).
+Two connections, each with its own thread (`worker.py`), so the Trio loop never blocks on
+SQLite and no connection is ever used from two threads:
+
+- the writer: every write, through `Store.call`, in arrival order;
+- a read-only reader: clients' queries, through `Store.read`, each in one read transaction.
+
+In WAL mode the reader's snapshots never wait for the writer's commits and checkpoints. With
+one thread for both, a status query waited behind each group commit of a workflow ingesting
+at full speed (measured with 32 clients: p99 96 ms, 950 requests/s). No transaction is ever
+open across an `await`: each call is one synchronous function.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import trio
 from wfmctl.protocol import Execution, LogEntry
 
 from . import executions, logs
-from .database import DatabaseError, close_database, open_database
+from .database import DatabaseError, close_database, open_database, open_reader, transaction
 from .executions import Finish, HistoryFilter, LookupFailed, StoredExecution
 from .logs import LogRow
 from .worker import DatabaseThread
@@ -55,12 +61,21 @@ class StorageFull(Exception):
 
 
 class Store:
-    """The one database connection, and the one thread that uses it."""
+    """The writer connection and the reader connection, each with the one thread using it."""
 
-    def __init__(self, conn: apsw.Connection, path: Path, thread: DatabaseThread) -> None:
-        self._conn = conn
+    def __init__(
+        self,
+        path: Path,
+        conn: apsw.Connection,
+        thread: DatabaseThread,
+        reader: apsw.Connection,
+        reader_thread: DatabaseThread,
+    ) -> None:
         self.path = path
+        self._conn = conn
         self._thread = thread
+        self._reader = reader
+        self._reader_thread = reader_thread
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -71,7 +86,16 @@ class Store:
         except BaseException:
             thread.stop()
             raise
-        return cls(conn, path, thread)
+        reader_thread = DatabaseThread("wfmd-reader")
+        try:
+            reader = await reader_thread.run(functools.partial(open_reader, path))
+        except BaseException:
+            reader_thread.stop()
+            with trio.CancelScope(shield=True):
+                await thread.run(functools.partial(close_database, conn))
+            thread.stop()
+            raise
+        return cls(path, conn, thread, reader, reader_thread)
 
     async def call(
         self,
@@ -93,22 +117,53 @@ class Store:
         except STORAGE_ERRORS as exc:
             raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
 
+    async def read(
+        self,
+        fn: Callable[Concatenate[apsw.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run `fn(conn, *args, **kwargs)` in one read transaction on the reader's thread: it
+        sees everything committed before it began, and nothing committed while it runs.
+
+        Cancellation: as for `call`.
+        """
+        bound = functools.partial(_in_transaction, fn, self._reader, *args, **kwargs)
+        try:
+            result: T = await self._reader_thread.run(bound)
+            return result
+        except STORAGE_ERRORS as exc:
+            raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
+
     async def close(self) -> None:
-        """Checkpoint and close.
+        """Close the reader, then checkpoint and close the writer.
 
         Cancellation: runs shielded, so the WAL is always checkpointed once started.
         """
         with trio.CancelScope(shield=True):
             try:
+                await self._reader_thread.run(self._reader.close)
                 await self._thread.run(functools.partial(close_database, self._conn))
             finally:
+                self._reader_thread.stop()
                 self._thread.stop()
+
+
+def _in_transaction(
+    fn: Callable[Concatenate[apsw.Connection, P], T],
+    conn: apsw.Connection,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    with transaction(conn):
+        result = fn(conn, *args, **kwargs)
+    return result
 
 
 def write_batch(conn: apsw.Connection, rows: list[LogRow], finishes: list[Finish]) -> None:
     """Commit log rows and the endings they lead to, in one transaction: nobody ever sees an
     execution finished without its last lines."""
-    with conn:
+    with transaction(conn):
         logs.insert_rows(conn, rows)
         executions.apply_finishes(conn, finishes)
 
