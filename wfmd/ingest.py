@@ -18,6 +18,10 @@ from .store.logs import STDERR
 # prints a newline must not make the daemon buffer without bound.
 MAX_LINE = 1024 * 1024
 
+# A chunk (and so a stored row) holds at most this much, unless one line is longer: a read of
+# a grown pipe can bring 1 MiB, and a query for a few lines decodes their whole row.
+MAX_CHUNK = 64 * 1024
+
 
 @dataclass(slots=True)
 class Chunk:
@@ -95,6 +99,24 @@ def _cut_lines(execution_id: int, stream: int, ts: int, data: bytes) -> list[Chu
     return chunks
 
 
+def _split(data: bytes) -> list[bytes]:
+    """`data` (whole lines) in pieces of at most MAX_CHUNK, cut after a newline; a line longer
+    than that stays whole in its own piece."""
+    if len(data) <= MAX_CHUNK:
+        return [data]
+    pieces = []
+    start = 0
+    while len(data) - start > MAX_CHUNK:
+        end = data.rfind(b"\n", start, start + MAX_CHUNK) + 1
+        if end <= start:
+            end = data.index(b"\n", start + MAX_CHUNK) + 1
+        pieces.append(data[start:end])
+        start = end
+    if start < len(data):
+        pieces.append(data[start:])
+    return pieces
+
+
 class LineBuffer:
     """One pipe's reads turned into chunks: the complete lines of each read, the unterminated
     rest kept for the next read, and a line longer than MAX_LINE cut into pieces."""
@@ -109,15 +131,14 @@ class LineBuffer:
     def take(self, data: bytes, ts: int) -> list[Chunk]:
         eid, stream, partial = self.execution_id, self.stream, self._partial
         end = data.rfind(b"\n") + 1
-        if end == 0:
-            partial += data
-            chunks = []
-        elif partial:
-            chunks = cut(eid, stream, ts, bytes(partial) + data[:end])
+        chunks: list[Chunk] = []
+        if end:
+            complete = bytes(partial) + data[:end] if partial else data[:end]
             partial[:] = data[end:]
+            for piece in _split(complete):
+                chunks += cut(eid, stream, ts, piece)
         else:
-            chunks = cut(eid, stream, ts, data[:end])
-            partial += data[end:]
+            partial += data
         # Strictly longer: a line of exactly MAX_LINE bytes waits for its newline.
         while len(partial) > MAX_LINE:
             size = piece_size(partial)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .ingest import Chunk, now_ms
+from .ingest import MAX_CHUNK, Chunk, now_ms
 from .pipe_reader import Pipe, PipeReader
 from .store import Finish, LogRow, StorageFull, Store, write_batch
 from .store.logs import SEQ_BITS, SEQ_MASK, row_key
@@ -31,10 +31,6 @@ BATCH_BYTES = 1024 * 1024
 # Stop reading children's pipes while this much is read but not committed (a slow or failing
 # disk): bounds memory.
 MAX_PENDING_BYTES = 16 * 1024 * 1024
-
-# Reads of the same stream within one millisecond are stored as one row: fewer, larger rows
-# for a chatty child, and every line keeps its exact (millisecond) receive time.
-MAX_ROW_BYTES = 128 * 1024
 
 # After a failed commit (disk full, I/O error) wait this long before trying the same batch
 # again; nothing is dropped.
@@ -160,7 +156,7 @@ class LogWriter:
             and last.event is None
             and last.stream == chunk.stream
             and last.ts == chunk.ts
-            and len(last.data) + len(chunk.data) <= MAX_ROW_BYTES
+            and len(last.data) + len(chunk.data) <= MAX_CHUNK
             and last.data.endswith(b"\n")
         ):
             if not isinstance(last.data, bytearray):
