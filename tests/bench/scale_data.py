@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from wfmd.events import event_type
-from wfmd.store.database import close_database, load_migrations, open_database
+from wfmd.store.database import PAGE_SIZE, close_database, load_migrations, open_database
 from wfmd.store.logs import SEQ_BITS
 
 # Bump whenever the generated data changes, so that cached databases are rebuilt.
@@ -91,16 +91,15 @@ class Parameters:
     big_execution_lines: int
     workflows: int
     generator_version: int
-    schema: str  # hash of the migrations: a new schema means a new database
+    schema: str  # hash of the migrations and page size: a new layout means a new database
 
     @classmethod
     def for_scale(cls, scale: float, seed: int) -> Parameters:
         executions = max(WORKFLOWS * 2, round(FULL_EXECUTIONS * scale))
         big = max(1_000, round(FULL_BIG_EXECUTION_LINES * scale))
         lines = max(big + executions * 2, round(FULL_LOG_LINES * scale))
-        schema = hashlib.sha256("\n".join(m.sql for m in load_migrations()).encode()).hexdigest()[
-            :16
-        ]
+        layout = "\n".join([str(PAGE_SIZE), *(m.sql for m in load_migrations())])
+        schema = hashlib.sha256(layout.encode()).hexdigest()[:16]
         return cls(scale, seed, executions, lines, big, WORKFLOWS, GENERATOR_VERSION, schema)
 
 

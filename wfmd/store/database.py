@@ -22,11 +22,17 @@ import apsw.bestpractice
 # this long before the statement fails; long enough to ride out a human's query.
 BUSY_TIMEOUT_MS = 5_000
 
-# Pages of WAL before an automatic checkpoint (SQLite's default). Checkpoints run inside the
-# writer's commits; smaller ones keep each commit short (measured with 32 status clients
-# during full-speed ingestion, when queries still shared the writer's thread: 4,000 pages gave
-# p99 49.6 ms, 1,000 pages 24.5 ms, at the same ingestion rate within noise).
-WAL_AUTOCHECKPOINT_PAGES = 1_000
+# Page size of a new database (SQLite's default is 4 KiB). Log rows are blobs of up to 64 KiB,
+# written to the WAL and checkpointed page by page: measured, committing 839 MB of such rows
+# took 1.57 s of CPU with 4 KiB pages, 0.97 s with 16 KiB (file 2% larger), 0.91 s with
+# 64 KiB (file 13% larger). An existing database keeps its page size.
+PAGE_SIZE = 16 * 1024
+
+# WAL size before an automatic checkpoint (SQLite's default: 1,000 pages of 4 KiB). Checkpoints
+# run inside the writer's commits; smaller ones keep each commit short (measured with 32
+# status clients during full-speed ingestion, when queries still shared the writer's thread:
+# 16 MB gave p99 49.6 ms, 4 MB 24.5 ms, at the same ingestion rate within noise).
+WAL_AUTOCHECKPOINT_BYTES = 4_000 * 1024
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -134,11 +140,12 @@ def _open(path: Path) -> apsw.Connection:
         _refuse_newer(conn, path)
         if not existed or not conn.execute("SELECT count(*) FROM sqlite_schema").get:
             # Must precede the first table and WAL (which initialises the file): SQLite can
-            # switch auto_vacuum on later only with a full VACUUM. Retention frees pages
-            # with incremental_vacuum.
+            # change these later only with a full VACUUM. Retention frees pages with
+            # incremental_vacuum.
+            conn.pragma("page_size", PAGE_SIZE)
             conn.pragma("auto_vacuum", "INCREMENTAL")
         _apply_best_practice(conn)
-        conn.wal_autocheckpoint(WAL_AUTOCHECKPOINT_PAGES)
+        conn.wal_autocheckpoint(WAL_AUTOCHECKPOINT_BYTES // conn.pragma("page_size"))
         _migrate(conn, path, existed)
     except BaseException:
         conn.close()
