@@ -12,12 +12,17 @@ a few lines at a time instead of one, and less than that when a pipe fills faste
 
 A chatty child gets a bigger pipe (GROWN_PIPE): it can keep writing while we sleep or while
 the database is busy, and each read carries more. Back-pressure: the thread stops reading
-while more than `budget` bytes are read but not yet committed; the pipes fill and the children
-block in write(). Nothing is ever dropped.
+once `budget` bytes are read but not yet committed (overshooting by one read at most); the
+pipes fill and the children block in write(). Nothing is ever dropped.
+
+stdout and stderr are separate pipes, so their relative order is known only as precisely as
+they are read: lines a child prints on both within one COALESCE pause are stored stdout
+first or stderr first, by the order of the reads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import math
@@ -67,13 +72,12 @@ class Pipe:
 
     fd: int
     lines: LineBuffer
+    capacity: int  # bytes the pipe holds
     # Set (in Trio) once every chunk of this pipe has been delivered and the fd is closed.
     finished: trio.Event = field(default_factory=trio.Event)
     # time.monotonic() of the last read with data (or of opening): written by the thread.
     last_data_at: float = field(default_factory=time.monotonic)
-    capacity: int = 65536
     grown: bool = False
-    closed: bool = False
 
 
 # Commands to the thread, in order: open a pipe, abandon one, return budget, stop.
@@ -96,6 +100,7 @@ class PipeReader:
         self._ready_ends = 0
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._stopped = False
         self._token = trio.lowlevel.current_trio_token()
         self._pipes: dict[int, Pipe] = {}
         self._grown = 0
@@ -103,6 +108,8 @@ class PipeReader:
         # True while the thread is not reading because the writer is behind: a pipe that is
         # silent then is not a sign of an orphaned pipe.
         self.throttled = False
+        # Set if the thread died of a bug: the writer raises it rather than wait forever.
+        self.failure: BaseException | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -110,14 +117,19 @@ class PipeReader:
     def open(self, execution_id: int, stream: int, fd: int) -> Pipe:
         """Start reading `fd` (the read end of a child's pipe); the reader now owns it."""
         os.set_blocking(fd, False)
-        pipe = Pipe(fd, LineBuffer(execution_id, stream))
+        capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        pipe = Pipe(fd, LineBuffer(execution_id, stream), capacity)
         self._send(("open", pipe))
         return pipe
 
     def abandon(self, pipe: Pipe) -> None:
         """Stop reading a pipe (held open by a process we could not kill, or the run was
-        stopped): its unterminated last line is kept, then `pipe.finished` is set."""
-        self._send(("abandon", pipe))
+        stopped): what it holds and its unterminated last line are kept, then
+        `pipe.finished` is set."""
+        if self._stopped:  # a forced shutdown: nobody reads any more
+            pipe.finished.set()
+        else:
+            self._send(("abandon", pipe))
 
     def take(self) -> Delivery:
         """Everything read since the last take, in order."""
@@ -126,11 +138,10 @@ class PipeReader:
             self._ready_bytes = self._ready_ends = 0
         return ready
 
-    @property
-    def should_take_now(self) -> bool:
-        """A pipe has ended (someone waits for it) or a batch's worth is waiting."""
+    def waiting(self) -> tuple[int, int]:
+        """(bytes of chunk data, pipe ends) ready to take."""
         with self._lock:
-            return self._ready_ends > 0 or self._ready_bytes >= self._urgent_bytes
+            return self._ready_bytes, self._ready_ends
 
     def release(self, nbytes: int) -> None:
         """`nbytes` of delivered chunk data are committed: the thread may read that much more."""
@@ -138,13 +149,20 @@ class PipeReader:
 
     def stop(self) -> None:
         """Close every pipe and end the thread (nothing more is delivered)."""
+        if self._stopped:
+            return
         self._send(("stop", None))
-        self._thread.join()
+        self._stopped = True
+        if self._thread.is_alive():
+            self._thread.join()
         os.close(self._wake_fd)
+        for pipe in self._pipes.values():  # the thread closed them; nobody waits in vain
+            pipe.finished.set()
 
     def _send(self, command: _Command) -> None:
-        self._commands.put(command)
-        os.eventfd_write(self._wake_fd, 1)
+        if not self._stopped:
+            self._commands.put(command)
+            os.eventfd_write(self._wake_fd, 1)
 
     # ----------------------------------------------------------------- the thread
 
@@ -164,7 +182,7 @@ class PipeReader:
                 pause = math.inf
                 for fd, _ in poller.poll():
                     pipe = self._pipes.get(fd)
-                    if pipe is not None:
+                    if pipe is not None and self._budget > 0:
                         pause = min(pause, COALESCE, self._read(pipe, poll_all, out))
                 if out:
                     self._hand_over(out)
@@ -173,13 +191,14 @@ class PipeReader:
                     time.sleep(pause)
         except trio.RunFinishedError:
             pass  # the daemon is gone; nobody is left to deliver to
-        except BaseException:
+        except BaseException as exc:
             log.exception("the pipe reader failed")
-            raise
+            self.failure = exc
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._wake)
         finally:
             for pipe in self._pipes.values():
                 os.close(pipe.fd)
-            self._pipes.clear()
             poll_all.close()
             poll_wake.close()
 
@@ -200,7 +219,8 @@ class PipeReader:
                 poll_all.register(arg.fd, select.EPOLLIN)
             elif what == "abandon":
                 assert isinstance(arg, Pipe)
-                if not arg.closed:
+                if self._pipes.get(arg.fd) is arg:  # else it has ended already
+                    self._drain(arg, out)
                     self._end(arg, poll_all, out)
             elif what == "release":
                 assert isinstance(arg, int)
@@ -222,10 +242,7 @@ class PipeReader:
             return math.inf
         now = time.monotonic()
         filling_for, pipe.last_data_at = now - pipe.last_data_at, now
-        chunks = pipe.lines.take(data, now_ms())
-        for chunk in chunks:
-            self._budget -= len(chunk.data)
-        out += chunks
+        self._add(out, pipe.lines.take(data, now_ms()))
         if len(data) >= pipe.capacity * BUSY_SHARE:
             if not pipe.grown and self._grown < MAX_GROWN:
                 self._grow(pipe)
@@ -240,18 +257,28 @@ class PipeReader:
         pipe.grown = True
         self._grown += 1
 
+    def _drain(self, pipe: Pipe, out: Delivery) -> None:
+        """Keep what an abandoned pipe still holds (a killed child's last output), ignoring
+        the budget: bounded by the pipe's size, as a writer still holding it can refill it."""
+        try:
+            data = os.read(pipe.fd, pipe.capacity)
+        except OSError:  # BlockingIOError: empty
+            return
+        self._add(out, pipe.lines.take(data, now_ms()))
+
     def _end(self, pipe: Pipe, poll_all: select.epoll, out: Delivery) -> None:
-        chunks = pipe.lines.flush(now_ms())
-        for chunk in chunks:
-            self._budget -= len(chunk.data)
-        out += chunks
+        self._add(out, pipe.lines.flush(now_ms()))
         poll_all.unregister(pipe.fd)
         os.close(pipe.fd)
         del self._pipes[pipe.fd]
-        pipe.closed = True
         if pipe.grown:
             self._grown -= 1
         out.append(pipe)
+
+    def _add(self, out: Delivery, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            self._budget -= len(chunk.data)
+        out += chunks
 
     def _hand_over(self, out: Delivery) -> None:
         nbytes = ends = 0

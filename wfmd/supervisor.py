@@ -45,6 +45,10 @@ STORAGE_CHECK_INTERVAL = 1.0
 # How often the orphan-pipe watchdog looks at the pipes.
 WATCHDOG_TICK = 0.1
 
+# How long an abandoned pipe may take to be closed by the reader thread (it takes at most a
+# poll round; only a stuck reader takes longer, and then the execution must still end).
+PIPE_END_TIMEOUT = 10.0
+
 
 class RunRefused(Exception):
     def __init__(self, code: str, message: str) -> None:
@@ -231,28 +235,13 @@ class Supervisor:
         # finds it Running and kills its processes, instead of running it twice.
         if not await self._mark_running(active):
             return Finish(stored.id, active.stop_status, active.stop_reason, now_ms(), 0)
-        # Our own pipes rather than Trio's: their read ends go to the writer's reader thread.
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
         try:
-            proc = await trio.lowlevel.open_process(
-                stored.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out_write,
-                stderr=err_write,
-                start_new_session=True,
-                env=env,
-            )
+            proc, out_read, err_read = await _spawn(stored.argv, env)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
-            os.close(out_read)
-            os.close(err_read)
             why = getattr(exc, "strerror", None) or exc
             return Finish(
                 stored.id, "Failed", f"could not start {stored.argv[0]}: {why}", now_ms(), 0
             )
-        finally:
-            os.close(out_write)  # the child has its copies: EOF comes when its side closes
-            os.close(err_write)
         pipes = [
             self._writer.capture(stored.id, STDOUT, out_read),
             self._writer.capture(stored.id, STDERR, err_read),
@@ -268,10 +257,14 @@ class Supervisor:
             with trio.CancelScope(shield=True):
                 process.kill_group(proc.pid, signal.SIGKILL)
                 # Every line is delivered before the ending is queued behind them.
-                for pipe in pipes:
-                    if not pipe.finished.is_set():
-                        self._writer.pipes.abandon(pipe)
+                open_pipes = [p for p in pipes if not p.finished.is_set()]
+                for pipe in open_pipes:
+                    self._writer.pipes.abandon(pipe)
+                with trio.move_on_after(PIPE_END_TIMEOUT) as waited:
+                    for pipe in open_pipes:
                         await pipe.finished.wait()
+                if waited.cancelled_caught:
+                    log.error("the pipe reader did not close %s's pipes", stored.info.handle)
                 await proc.wait()
         return self._finish_for(active, proc, ending, timeout)
 
@@ -371,3 +364,29 @@ class Supervisor:
             status = "Completed" if code == 0 else "Failed"
             reason = described
         return Finish(eid, status, reason, now_ms(), 0, exit_code=exit_code, signal=sig)
+
+
+async def _spawn(argv: Sequence[str], env: dict[str, str]) -> tuple[trio.Process, int, int]:
+    """Start a child in its own session, stdin closed, stdout and stderr on pipes of our own
+    (not Trio's: their read ends go to the writer's reader thread). Returns the process and
+    the two read ends, which the caller owns; on any failure none are left open."""
+    fds: list[int] = []
+    try:
+        fds += os.pipe()
+        fds += os.pipe()
+        out_read, out_write, err_read, err_write = fds
+        proc = await trio.lowlevel.open_process(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out_write,
+            stderr=err_write,
+            start_new_session=True,
+            env=env,
+        )
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    os.close(out_write)  # the child has its copies: EOF comes when its side closes
+    os.close(err_write)
+    return proc, out_read, err_read

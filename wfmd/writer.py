@@ -131,11 +131,17 @@ class LogWriter:
             self.pipes.stop()
 
     def _woken(self) -> None:
-        """The reader has something: start the commit clock, and take it now if it cannot
-        wait for the commit (a pipe's end, which its supervisor awaits, or a full batch)."""
-        self._grew(0)
-        if self.pipes.should_take_now:
+        """The reader has something: take it now if it cannot wait for the commit (a pipe's
+        end, which its supervisor awaits, or a batch's worth), else start the commit clock."""
+        if self.pipes.failure is not None:
+            self._has_data.set()
+            self._urgent.set()  # the commit loop raises it
+            return
+        ready_bytes, ends = self.pipes.waiting()
+        if ends or ready_bytes >= BATCH_BYTES:
             self._take()
+        elif ready_bytes:
+            self._grew(0)
 
     def _take(self) -> None:
         for item in self.pipes.take():
@@ -147,9 +153,15 @@ class LogWriter:
     def _add_chunk(self, chunk: Chunk) -> None:
         batch = self._batch
         eid = chunk.execution_id
-        seq = self._next_seq[eid]
+        seq = self._next_seq.get(eid)
+        if seq is None:  # only if the supervisor gave up waiting for a stuck reader
+            log.error("dropped %d line(s) of execution %d read after its end", chunk.lines, eid)
+            self.pipes.release(len(chunk.data))
+            return
         self._next_seq[eid] = seq + chunk.lines
         last = batch.tail.get(eid)
+        # Reads of the same stream within one millisecond become one row: fewer rows for a
+        # chatty child, and every line keeps its exact (millisecond) receive time.
         if (
             last is not None
             and chunk.event is None
@@ -194,11 +206,16 @@ class LogWriter:
             await self._has_data.wait()
             with trio.move_on_at(self._batch.first_at + self._commit_interval):
                 await self._urgent.wait()
+            if self.pipes.failure is not None:
+                raise RuntimeError("the pipe reader thread failed") from self.pipes.failure
             self._take()
             batch = self._batch
             if not batch.rows and not batch.finishes:
                 if self._closed:
                     return
+                # Woken for nothing (the data was taken by an earlier commit): wait afresh.
+                self._has_data = trio.Event()
+                self._urgent = trio.Event()
                 continue
             self._batch = _Batch()
             self._has_data = trio.Event()

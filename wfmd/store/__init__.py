@@ -142,8 +142,10 @@ class Store:
         """
         with trio.CancelScope(shield=True):
             try:
-                await self._reader_thread.run(self._reader.close)
-                await self._thread.run(functools.partial(close_database, self._conn))
+                try:
+                    await self._reader_thread.run(self._reader.close)
+                finally:
+                    await self._thread.run(functools.partial(close_database, self._conn))
             finally:
                 self._reader_thread.stop()
                 self._thread.stop()
@@ -171,8 +173,8 @@ def write_batch(conn: apsw.Connection, rows: list[LogRow], finishes: list[Finish
 def status_and_logs(
     conn: apsw.Connection, execution_id: int, after: int, limit: int
 ) -> tuple[Execution, list[LogEntry]]:
-    """An execution's status, then its entries after `after`: read in this order, a status
-    that says it has ended guarantees the entries are complete."""
+    """An execution's status and its entries after `after`, from one snapshot (`Store.read`):
+    a status that says it has ended guarantees the entries are complete."""
     info = executions.get_by_id(conn, execution_id).info
     return info, logs.read_after(conn, execution_id, after, limit)
 
