@@ -47,6 +47,7 @@ import json
 import math
 import os
 import random
+import selectors
 import shutil
 import signal
 import socket
@@ -68,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scale_data
 from bench_ingest import LINE_BYTES, WORKFLOW, build_child, status_mb
 
-from wfmctl import Client
+from wfmctl import Client, protocol
 from wfmctl.protocol import LogEntry
 
 BIN = Path(sys.executable).parent
@@ -98,8 +99,8 @@ IDLE_RSS_MB = 50.0
 
 # ------------------------------------------------------------------------------- settings
 
-LOAD_PROCESSES = 4  # x LOAD_THREADS = 32 clients: threads share a GIL, so several processes
-LOAD_THREADS = 8
+LOAD_PROCESSES = 4  # x LOAD_CONNECTIONS = 32 clients, one thread per process (the GIL)
+LOAD_CONNECTIONS = 8
 LOAD_LEAD = 1.5  # seconds for the load generators to start and connect before the window
 DEEP_PAGE = 10_000  # the history page reached with `before` (500,000 executions deep)
 PAGE = 50  # executions per history page, the protocol's default
@@ -604,48 +605,91 @@ def bench_memory(ctx: Context, daemon: Daemon, fresh_rss: float) -> None:
 
 
 def loadgen_main() -> int:
-    """One load generator process: threads, each with its own connection, asking for the
-    status of random handles; latencies of requests inside the window go to stdout."""
+    """One load generator process: persistent connections driven by one thread (a selector),
+    each asking for the status of a random handle as soon as its previous answer arrived;
+    latencies of requests inside the window go to stdout. One thread, not one per connection:
+    threads of one process queue for the GIL, and that wait would be counted as the daemon's
+    latency (and the load generator's CPU taken from the daemon's two cores)."""
     job = json.load(sys.stdin)
     start_at, end_at = job["start_at"], job["start_at"] + job["seconds"]
-    handles = job["handles"]
-    results: list[list[float]] = []
+    rng = random.Random(job["seed"])
+    frames = [protocol.encode_frame(protocol.GetStatus(handle=h)) for h in job["handles"]]
+    latencies: list[float] = []
     errors: list[str] = []
-    cpu: dict[str, float] = {}
-
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        mine: list[float] = []
-        try:
-            with Client(job["socket"], timeout=60) as c:
-                while time.time() < start_at:
-                    c.status(rng.choice(handles))
-                while True:
-                    began = time.perf_counter()
-                    c.status(rng.choice(handles))
-                    now = time.time()
-                    if now > end_at:
-                        break
-                    mine.append(time.perf_counter() - began)
-        except Exception as exc:
-            errors.append(repr(exc))
-        results.append(mine)
-
-    threads = [
-        threading.Thread(target=worker, args=(job["seed"] * 100 + i,))
-        for i in range(job["threads"])
-    ]
-    for th in threads:
-        th.start()
-    time.sleep(max(0.0, start_at - time.time()))
-    before = os.times()
-    time.sleep(max(0.0, end_at - time.time()))
-    after = os.times()
-    cpu["window"] = (after.user + after.system) - (before.user + before.system)
-    for th in threads:
-        th.join()
-    json.dump({"latencies": [x for r in results for x in r], "errors": errors, **cpu}, sys.stdout)
+    selector = selectors.DefaultSelector()
+    for _ in range(job["connections"]):
+        conn = _LoadConnection(job["socket"])
+        selector.register(conn.sock, selectors.EVENT_READ, conn)
+        conn.send(rng.choice(frames))
+    cpu_at_start: float | None = None
+    cpu_in_window = 0.0
+    open_connections = job["connections"]
+    while open_connections:
+        for key, _ in selector.select(timeout=60):
+            conn = key.data
+            replies = conn.receive()
+            if replies is None:
+                errors.append("the daemon closed a connection")
+                selector.unregister(conn.sock)
+                open_connections -= 1
+                continue
+            if not replies:
+                continue  # part of a frame: wait for the rest
+            now = time.time()
+            for reply, latency in replies:
+                if not isinstance(reply, protocol.StatusReply):
+                    errors.append(repr(reply))
+                elif start_at <= now - latency and now <= end_at:
+                    latencies.append(latency)
+            if cpu_at_start is None and now >= start_at:
+                cpu_at_start = sum(os.times()[:2])
+            if now > end_at:
+                if cpu_at_start is not None and not cpu_in_window:
+                    cpu_in_window = sum(os.times()[:2]) - cpu_at_start
+                selector.unregister(conn.sock)
+                conn.sock.close()
+                open_connections -= 1
+            else:
+                conn.send(rng.choice(frames))
+    json.dump({"latencies": latencies, "errors": errors, "window": cpu_in_window}, sys.stdout)
     return 0
+
+
+class _LoadConnection:
+    """A connection of the load generator: the real protocol over a plain socket."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self._buffer = bytearray()
+        self._sent_at = 0.0
+        hello = None
+        while hello is None:
+            replies = self.receive()
+            assert replies, "no hello from wfmd"
+            hello = replies[0][0]
+        assert isinstance(hello, protocol.Hello), hello
+
+    def send(self, frame: bytes) -> None:
+        self._sent_at = time.perf_counter()
+        self.sock.sendall(frame)
+
+    def receive(self) -> list[tuple[Any, float]] | None:
+        """Whole replies read by one recv, with their latency; None at EOF."""
+        data = self.sock.recv(65536)
+        if not data:
+            return None
+        latency = time.perf_counter() - self._sent_at
+        self._buffer += data
+        replies = []
+        while len(self._buffer) >= protocol.HEADER.size:
+            length = protocol.frame_length(bytes(self._buffer[: protocol.HEADER.size]))
+            end = protocol.HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            replies.append((protocol.decode_response(bytes(self._buffer[4:end])), latency))
+            del self._buffer[:end]
+        return replies
 
 
 @dataclass
@@ -677,7 +721,7 @@ def run_load(
         job = {
             "socket": str(daemon.socket),
             "handles": handles,
-            "threads": LOAD_THREADS,
+            "connections": LOAD_CONNECTIONS,
             "start_at": start_at,
             "seconds": seconds,
             "seed": seed,
@@ -729,10 +773,10 @@ def start_ingest(c: Client) -> str:
 
 def bench_throughput(ctx: Context, daemon: Daemon) -> None:
     r, s = ctx.report, ctx.settings
-    clients = LOAD_PROCESSES * LOAD_THREADS
+    clients = LOAD_PROCESSES * LOAD_CONNECTIONS
     r.section(
-        f"throughput: {clients} clients ({LOAD_PROCESSES} processes x {LOAD_THREADS} threads) "
-        f"asking for status, {s.load_seconds:g} s windows"
+        f"throughput: {clients} clients ({LOAD_PROCESSES} processes x {LOAD_CONNECTIONS} "
+        f"connections) asking for status, {s.load_seconds:g} s windows"
     )
     load = run_load(ctx, daemon, s.load_seconds)
     cpu = f"daemon CPU {load.daemon_cpu:.0%}, load generator CPU {load.loadgen_cpu:.0%}"
