@@ -56,6 +56,13 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# The reader hands results back in batches held up to this long (the writer: worker.MAX_HOLD,
+# 1 ms): fewer wake-ups of the event loop under load. Measured, 32 clients asking for status,
+# two runs each twice: 1 ms gave 14,900-17,300 requests/s with p99 3.2-5.4 ms; 3 ms gave
+# 15,800-18,200/s with p99 2.6-3.0 ms (0.2 ms: 7,800-9,000/s).
+READER_MAX_HOLD = 0.003
+
+
 class StorageFull(Exception):
     """A write failed because of the storage (full disk, I/O error, read-only, locked)."""
 
@@ -86,7 +93,7 @@ class Store:
         except BaseException:
             thread.stop()
             raise
-        reader_thread = DatabaseThread("wfmd-reader")
+        reader_thread = DatabaseThread("wfmd-reader", READER_MAX_HOLD)
         try:
             reader = await reader_thread.run(functools.partial(open_reader, path))
         except BaseException:

@@ -35,7 +35,8 @@ MAX_HOLD = 0.001
 
 
 class DatabaseThread:
-    def __init__(self, name: str = "wfmd-database") -> None:
+    def __init__(self, name: str = "wfmd-database", max_hold: float = MAX_HOLD) -> None:
+        self._max_hold = max_hold
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -64,7 +65,7 @@ class DatabaseThread:
         while True:
             job = self._queue.get()
             batch: list[_Job] = []
-            deliver_by = time.monotonic() + MAX_HOLD
+            deliver_by = time.monotonic() + self._max_hold
             while job is not _STOP:
                 job.result = outcome.capture(job.fn)
                 batch.append(job)
