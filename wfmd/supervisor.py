@@ -242,9 +242,10 @@ class Supervisor:
             return Finish(
                 stored.id, "Failed", f"could not start {stored.argv[0]}: {why}", now_ms(), 0
             )
+        # The writer's reader thread now owns the read ends.
         pipes = [
-            self._writer.capture(stored.id, STDOUT, out_read),
-            self._writer.capture(stored.id, STDERR, err_read),
+            self._writer.pipes.open(stored.id, STDOUT, out_read),
+            self._writer.pipes.open(stored.id, STDERR, err_read),
         ]
         timeout = stored.info.timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout

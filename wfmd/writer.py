@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .ingest import MAX_CHUNK, Chunk, now_ms
-from .pipe_reader import Pipe, PipeReader
+from .pipe_reader import PipeReader
 from .store import Finish, LogRow, StorageFull, Store, write_batch
 from .store.logs import SEQ_BITS, SEQ_MASK, row_key
 
@@ -74,10 +74,6 @@ class LogWriter:
         """Start accepting lines for an execution."""
         self._next_seq[execution_id] = 0
         self._committed[execution_id] = 0
-
-    def capture(self, execution_id: int, stream: int, fd: int) -> Pipe:
-        """Read a child's pipe (the read end, which the reader now owns) into the log."""
-        return self.pipes.open(execution_id, stream, fd)
 
     async def finish(self, finish: Finish) -> None:
         """Queue the execution's ending behind its lines and wait until it is committed.

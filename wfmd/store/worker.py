@@ -1,4 +1,5 @@
-"""The database thread: one OS thread that runs every database call, in arrival order.
+"""A database thread: one OS thread that runs every call on one connection, in arrival order
+(the store has two: the writer's and the reader's).
 
 `trio.to_thread.run_sync` under a CapacityLimiter(1) would also serialise the calls, but it
 pays a full thread hand-off for each one, and with one connection those hand-offs are the
