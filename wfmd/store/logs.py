@@ -7,7 +7,7 @@ execution's log is one contiguous key range in sequence order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,25 +52,12 @@ class LogRow:
     data: bytes | bytearray
 
 
-_INSERT = "INSERT INTO execution_logs (id, stream, ts, lines, event, data) VALUES "
-_ROW = "(?, ?, ?, ?, ?, ?)"
-
-# Rows per INSERT statement. apsw releases the GIL for each statement step and must take it
-# back afterwards, which waits while the event loop holds it: one step per row made a full
-# -speed ingestion pay a GIL hand-off every 64 KiB.
-ROWS_PER_INSERT = 16
-_INSERT_MANY = _INSERT + ", ".join([_ROW] * ROWS_PER_INSERT)
-
-
-def insert_rows(conn: apsw.Connection, rows: list[LogRow]) -> None:
+def insert_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
     """The caller holds the transaction."""
-    values = [v for r in rows for v in (r.key, r.stream, r.ts, r.lines, r.event, bytes(r.data))]
-    width = 6 * ROWS_PER_INSERT
-    whole = len(values) - len(values) % width
-    if whole:
-        conn.executemany(_INSERT_MANY, (values[i : i + width] for i in range(0, whole, width)))
-    if whole < len(values):
-        conn.execute(_INSERT + ", ".join([_ROW] * ((len(values) - whole) // 6)), values[whole:])
+    conn.executemany(
+        "INSERT INTO execution_logs (id, stream, ts, lines, event, data) VALUES (?, ?, ?, ?, ?, ?)",
+        ((r.key, r.stream, r.ts, r.lines, r.event, bytes(r.data)) for r in rows),
+    )
 
 
 def _wire_size(line: str) -> int:
