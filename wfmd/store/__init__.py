@@ -117,12 +117,7 @@ class Store:
         Cancellation: a call that has started runs to completion (SQLite cannot be interrupted
         safely mid-transaction); the cancellation is delivered when it returns.
         """
-        bound = functools.partial(fn, self._conn, *args, **kwargs)
-        try:
-            result: T = await self._thread.run(bound)
-            return result
-        except STORAGE_ERRORS as exc:
-            raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
+        return await _on(self._thread, functools.partial(fn, self._conn, *args, **kwargs))
 
     async def read(
         self,
@@ -136,11 +131,7 @@ class Store:
         Cancellation: as for `call`.
         """
         bound = functools.partial(_in_transaction, fn, self._reader, *args, **kwargs)
-        try:
-            result: T = await self._reader_thread.run(bound)
-            return result
-        except STORAGE_ERRORS as exc:
-            raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
+        return await _on(self._reader_thread, bound)
 
     async def close(self) -> None:
         """Close the reader, then checkpoint and close the writer.
@@ -156,6 +147,15 @@ class Store:
             finally:
                 self._reader_thread.stop()
                 self._thread.stop()
+
+
+async def _on(thread: DatabaseThread, bound: Callable[[], T]) -> T:
+    """`bound()` on `thread`, storage failures turned into StorageFull."""
+    try:
+        result: T = await thread.run(bound)
+        return result
+    except STORAGE_ERRORS as exc:
+        raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
 
 
 def _in_transaction(
