@@ -34,8 +34,10 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cancel_grace: float = 10.0
     # Seconds a run may take unless the request says otherwise; 0 means no limit.
     default_timeout: float = 0.0
-    # Longest a printed line waits for its group commit to begin, in seconds.
-    commit_interval: float = 0.025
+    # Longest a printed line waits for its group commit to begin, in seconds. Endings are
+    # committed at once. 200 workflows x 10 lines/s: 25 -> 50 ms took the daemon from
+    # 8.8-9.5% to 7.9% of a core; follow latency stays far inside its bar (README).
+    commit_interval: float = 0.05
     # Seconds a workflow gets to answer --workflow-metadata.
     probe_timeout: float = 5.0
     # Seconds a running workflow may be held (blocked on its output) while the database

@@ -187,6 +187,9 @@ class LogWriter:
         )
         self._batch.finishes.append(request)
         self._grew(0)
+        # Endings do not wait for the commit interval: the execution's slot (and whoever
+        # waits for it to end) is held until its ending is committed.
+        self._urgent.set()
 
     def _grew(self, size: int) -> None:
         batch = self._batch
