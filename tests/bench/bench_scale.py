@@ -1040,6 +1040,13 @@ def bench_client(ctx: Context, daemon: Daemon) -> None:
     if ctx.supervisor is not None:
         supervisorctl = [str(BIN / "supervisorctl"), "-c", str(ctx.supervisor.conf), "status"]
         commands["supervisorctl"] = (supervisorctl, None)
+    # msgspec imports typing_extensions whenever it is installed: that is so in a development
+    # environment (mypy needs it), not in a user's install of wfm. It adds the same to wfmctl
+    # and the bare-python baseline; measure how much, so that the figures can be read.
+    extras = importlib.util.find_spec("typing_extensions") is not None
+    if extras:
+        without = "import sys; sys.modules['typing_extensions'] = None; import msgspec, socket"
+        commands["python, no typing_extensions"] = ([sys.executable, "-I", "-c", without], None)
     times: dict[str, list[float]] = {name: [] for name in commands}
     for argv, cmd_env in commands.values():
         # Warm-up: page cache, and .pyc files even where PYTHONDONTWRITEBYTECODE is set (an
@@ -1071,6 +1078,14 @@ def bench_client(ctx: Context, daemon: Daemon) -> None:
         )
     else:
         r.note("supervisor is not installed: the supervisorctl comparison was skipped")
+    if extras:
+        extra_ms = (med["python"] - med["python, no typing_extensions"]) * 1000
+        r.note(
+            f"typing_extensions is installed here (a development tool's dependency, not "
+            f"wfm's): msgspec imports it, which adds {extra_ms:.1f} ms to wfmctl and to the "
+            f"bare-python baseline alike; run the bench from a virtualenv with only "
+            f"'.[bench]' to measure what users install (README)"
+        )
 
 
 # ---------------------------------------------------------------------------------- peers
