@@ -179,6 +179,23 @@ print("ran", name, flush=True)
         ]
 
 
+def test_endings_do_not_wait_for_the_commit_interval(
+    make_daemon: type[Daemon], workflow_dir: Path
+) -> None:
+    # Lines may wait up to the interval; an ending (and so each queued run's slot) must not.
+    interval = 20.0
+    write_workflow(workflow_dir, "hello", "print('hello')\n", metadata("hello"))
+    daemon = make_daemon(extra_args=["--max-concurrent", "1", "--commit-interval", str(interval)])
+    daemon.start()
+    started = time.monotonic()
+    with daemon.client() as client:
+        runs = [client.run("hello") for _ in range(3)]
+        ended = [client.wait(r.handle) for r in runs]
+    elapsed = time.monotonic() - started
+    assert [(e.status, e.log_count) for e in ended] == [("Completed", 1)] * 3
+    assert elapsed < interval / 2, f"three one-line runs took {elapsed:.1f}s"
+
+
 def test_cancel_a_queued_run(make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
     write_workflow(workflow_dir, "spawner", spawner_body(pids_file), metadata("spawner"))
