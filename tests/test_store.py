@@ -364,6 +364,17 @@ async def test_fresh_database_is_migrated(tmp_path: Path) -> None:
     conn.close()
 
 
+async def test_migrating_a_fresh_database_logs_nothing_from_sqlite(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A statement cached across migrations is stale once the schema changes: SQLite
+    # re-prepares it, but logs an "abort" that reads like a failure on every first start.
+    with caplog.at_level("DEBUG"):
+        store = await open_store(tmp_path)
+        await store.close()
+    assert [r.getMessage() for r in caplog.records if "SQLITE_LOG" in r.getMessage()] == []
+
+
 async def test_fresh_database_has_incremental_auto_vacuum(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     await store.close()

@@ -212,9 +212,12 @@ def _migrate(conn: apsw.Connection, path: Path, existed: bool) -> None:
     for migration in migrations[version:]:
         with conn:
             conn.execute(migration.sql)
+            # Not cached: reused after the next migration changed the schema, the statement
+            # would be re-prepared with an alarming "statement aborts" in the log.
             conn.execute(
                 "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
                 (migration.version, migration.name, int(time.time() * 1000)),
+                can_cache=False,
             )
 
 
