@@ -4,11 +4,16 @@ these explore read boundaries that a real pipe produces only by chance."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wfmd.events import EVENT_MARKER
 from wfmd.ingest import MAX_CHUNK, MAX_LINE, Chunk, LineBuffer
+from wfmd.pipe_reader import PipeReader
 from wfmd.store.logs import STDERR, STDOUT
 
 # Line lengths around the interesting sizes: tiny, typical, just under and over a chunk.
@@ -72,3 +77,31 @@ def test_events_on_stderr_are_chunks_of_their_own_even_in_a_big_read() -> None:
     chunks = LineBuffer(1, STDERR).take(data, ts=1)
     assert [c.data for c in chunks if c.event] == [event]
     assert b"".join(c.data for c in chunks) == data
+
+
+async def polled_until(predicate: Callable[[], bool]) -> None:
+    # The reader thread sets plain attributes: there is no Trio event to wait for.
+    while not predicate():  # noqa: ASYNC110
+        await trio.sleep(0.01)
+
+
+async def test_the_pipe_reader_says_while_it_holds_output_back() -> None:
+    """Past its budget the reader stops reading (the child would block in write()) and says so,
+    for the store to let ingestion go first; once the writer has caught up it says so again."""
+    reader = PipeReader(lambda: None, budget=1_000, urgent_bytes=1_000_000)
+    reader.start()
+    read_end, write_end = os.pipe()
+    try:
+        reader.open(1, STDOUT, read_end)
+        assert not reader.holding_back()
+        lines = (b"y" * 99 + b"\n") * 40  # 4,000 bytes, past the budget; one atomic write
+        os.write(write_end, lines)
+        with trio.fail_after(10):
+            await polled_until(reader.holding_back)
+            taken = [c for c in reader.take() if isinstance(c, Chunk)]
+            reader.release(sum(len(c.data) for c in taken))  # committed: room again
+            await polled_until(lambda: not reader.holding_back())
+        assert b"".join(c.data for c in taken) == lines
+    finally:
+        os.close(write_end)
+        reader.stop()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
+import wfmd.store
 from wfmctl.protocol import Execution
 from wfmd.store import (
     DatabaseError,
@@ -257,6 +258,12 @@ async def test_params_and_param_history(tmp_path: Path) -> None:
         resolved = await store.call(executions.resolve, "00000001")
         assert resolved.info.params == {"message": "b", "count": "1"}
         assert list(resolved.info.params) == ["message", "count"]  # field order
+        # How the daemon resolves: one statement on the reader, no transaction around it.
+        looked_up = await store.lookup(executions.resolve, "00000001")
+        assert looked_up == resolved and list(looked_up.info.params) == ["message", "count"]
+        bare = await create(store, "eeeeeeee-1111-4000-8000-000000000000", "bare")
+        assert (await store.lookup(executions.resolve, "eeeeeeee")).info.params == {}
+        assert bare.info.params == {}
 
         history = await store.call(executions.param_history, "echo", None, 10)
         assert history == {"message": ["c", "a", "b"], "count": ["3", "2", "1", "0"]}
@@ -265,6 +272,34 @@ async def test_params_and_param_history(tmp_path: Path) -> None:
         }
         assert await store.call(executions.param_history, "echo", "nope", 10) == {}
         assert await store.call(executions.param_history, "nobody", None, 10) == {}
+    finally:
+        await store.close()
+
+
+async def test_reads_wait_only_while_ingestion_is_held_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients' reads give way to a writer that cannot keep up: each batch waits READ_YIELD
+    (here 0.5 s, so that timing cannot blur it) while the predicate says a workflow's output is
+    held back, and not at all otherwise."""
+    monkeypatch.setattr(wfmd.store, "READ_YIELD", 0.5)
+    store = await open_store(tmp_path)
+    try:
+        handle = (await create(store, "abcdef01-1111-4000-8000-000000000000")).info.handle
+        held_back = False
+        store.reads_yield_while(lambda: held_back)
+
+        async def timed_lookup() -> float:
+            began = trio.current_time()
+            with trio.fail_after(10):
+                assert (await store.lookup(executions.resolve, handle)).info.handle == handle
+            return trio.current_time() - began
+
+        assert await timed_lookup() < 0.5
+        held_back = True
+        assert await timed_lookup() >= 0.5
+        held_back = False
+        assert await timed_lookup() < 0.5
     finally:
         await store.close()
 

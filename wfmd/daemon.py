@@ -125,6 +125,7 @@ async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Serv
         log.warning("recovered %d execution(s) left running by a daemon that died", recovered)
     catalog = WorkflowCatalog(config.workflow_dirs or default_workflow_dirs(), config.probe_timeout)
     writer = LogWriter(store, commit_interval=config.commit_interval)
+    store.reads_yield_while(writer.pipes.holding_back)
     supervisor = Supervisor(
         store,
         writer,

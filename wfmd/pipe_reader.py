@@ -62,6 +62,10 @@ BUSY_SHARE = 0.5
 # child printing a line per write() fills it in ~5 ms, so each read carries thousands of lines.
 GROWN_PIPE = 1024 * 1024
 
+# After the thread last stopped reading for want of budget, `holding_back` stays true this
+# long: a saturated writer commits about every 40 ms, and the thread reads in between.
+HELD_BACK_MEMORY = 0.1
+
 # Grown pipes at once. Pipe memory is charged to the user (fs/pipe-user-pages-soft, 64 MiB by
 # default; past it every new pipe of theirs is cut to 8 KiB): 16 grown pipes stay well under.
 MAX_GROWN = 16
@@ -109,6 +113,7 @@ class PipeReader:
         # True while the thread is not reading because the writer is behind: a pipe that is
         # silent then is not a sign of an orphaned pipe.
         self.throttled = False
+        self._held_back_at = -math.inf  # time.monotonic() when last throttled
         # Set if the thread died of a bug: the writer raises it rather than wait forever.
         self.failure: BaseException | None = None
 
@@ -143,6 +148,11 @@ class PipeReader:
         """(bytes of chunk data, pipe ends) ready to take."""
         with self._lock:
             return self._ready_bytes, self._ready_ends
+
+    def holding_back(self) -> bool:
+        """Whether some child's output waits for the writer (the thread stopped reading for want
+        of budget), now or within HELD_BACK_MEMORY. Callable from any thread."""
+        return self.throttled or time.monotonic() - self._held_back_at < HELD_BACK_MEMORY
 
     def release(self, nbytes: int) -> None:
         """`nbytes` of delivered chunk data are committed: the thread may read that much more."""
@@ -179,6 +189,8 @@ class PipeReader:
                     self._hand_over(out)
                     out = []
                 self.throttled = self._budget <= 0
+                if self.throttled:
+                    self._held_back_at = time.monotonic()
                 poller = poll_wake if self.throttled else poll_all
                 pause = math.inf
                 for fd, _ in poller.poll():

@@ -54,7 +54,7 @@ class Services:
 
     async def resolve(self, handle: str) -> StoredExecution:
         try:
-            return await self.store.read(executions.resolve, handle)
+            return await self.store.lookup(executions.resolve, handle)
         except LookupFailed as exc:
             raise RequestFailed(exc.code, str(exc)) from exc
 

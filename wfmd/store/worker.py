@@ -38,6 +38,8 @@ MAX_HOLD = 0.001
 class DatabaseThread:
     def __init__(self, name: str = "wfmd-database", max_hold: float = MAX_HOLD) -> None:
         self._max_hold = max_hold
+        self._yield_while: Callable[[], bool] | None = None
+        self._yield_pause = 0.0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -58,6 +60,11 @@ class DatabaseThread:
 
         return await trio.lowlevel.wait_task_rescheduled(refuse_abort)
 
+    def yield_while(self, busy: Callable[[], bool], pause: float) -> None:
+        """From now on, before each batch, wait `pause` if `busy()` (called on this thread):
+        for a thread whose calls must not take the cores from more urgent work."""
+        self._yield_while, self._yield_pause = busy, pause
+
     def stop(self) -> None:
         """Let the thread finish the calls already queued, then exit."""
         self._queue.put(_STOP)
@@ -65,6 +72,9 @@ class DatabaseThread:
     def _run(self) -> None:
         while True:
             job = self._queue.get()
+            busy = self._yield_while
+            if busy is not None and busy():
+                time.sleep(self._yield_pause)
             batch: list[_Job] = []
             deliver_by = time.monotonic() + self._max_hold
             while job is not _STOP:
