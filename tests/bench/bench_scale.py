@@ -128,7 +128,7 @@ class Settings:
     many_seconds: float
 
 
-FULL = Settings(1.0, 5, 2_000, 10.0, 10.0, 3, 10.0, 20, 1_000_000, 3, 200, 20.0)
+FULL = Settings(1.0, 5, 2_000, 10.0, 10.0, 5, 10.0, 20, 1_000_000, 3, 200, 20.0)
 QUICK = Settings(0.002, 3, 150, 2.0, 2.0, 1, 2.0, 5, 50_000, 1, 20, 4.0)
 
 SECTIONS = ("startup", "queries", "memory", "throughput", "follow", "client", "peers", "many")
