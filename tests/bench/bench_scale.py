@@ -128,7 +128,10 @@ class Settings:
     many_seconds: float
 
 
-FULL = Settings(1.0, 5, 2_000, 10.0, 10.0, 5, 10.0, 20, 1_000_000, 3, 200, 20.0)
+# Enough repeats for a median to stand: on this machine one start-up of the same daemon on the
+# same database takes either ~175 or ~330 ms (10 alternated starts, 2026-11-28), and one
+# throughput round's ingestion share anywhere from 0.65 to 1.16 of its solo run.
+FULL = Settings(1.0, 11, 2_000, 10.0, 10.0, 5, 10.0, 20, 1_000_000, 3, 200, 20.0)
 QUICK = Settings(0.002, 3, 150, 2.0, 2.0, 1, 2.0, 5, 50_000, 1, 20, 4.0)
 
 SECTIONS = ("startup", "queries", "memory", "throughput", "follow", "client", "peers", "many")
