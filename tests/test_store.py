@@ -254,7 +254,7 @@ async def test_params_and_param_history(tmp_path: Path) -> None:
             )
         other = await create(store, "ffffffff-1111-4000-8000-000000000000", "other",
                              params=[(0, "message", "zzz")])  # fmt: skip
-        assert await store.call(executions.get_params, other.id) == {"message": "zzz"}
+        assert (await store.call(executions.get_by_id, other.id)).info.params == {"message": "zzz"}
         resolved = await store.call(executions.resolve, "00000001")
         assert resolved.info.params == {"message": "b", "count": "1"}
         assert list(resolved.info.params) == ["message", "count"]  # field order
