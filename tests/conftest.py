@@ -186,9 +186,9 @@ def workflow_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def examples_dir() -> Path:
-    import wfmd.discovery
+    import wfmd.workflows.discovery
 
-    return wfmd.discovery.EXAMPLES_DIR
+    return wfmd.workflows.discovery.EXAMPLES_DIR
 
 
 @pytest.fixture

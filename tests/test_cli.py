@@ -12,7 +12,7 @@ from typing import Any
 
 from conftest import WFMCTL, Daemon, metadata, write_workflow
 
-from wfmctl.cli import (
+from wfmctl.cli.main import (
     EXIT_CANCELLED,
     EXIT_DATAERR,
     EXIT_NOINPUT,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from wfmd.discovery import (
+from wfmd.workflows.discovery import (
     EXAMPLES_DIR,
     MAX_METADATA_BYTES,
     MetadataError,

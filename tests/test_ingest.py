@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wfmd.events import EVENT_MARKER
-from wfmd.ingest import MAX_CHUNK, MAX_LINE, Chunk, LineBuffer
-from wfmd.pipe_reader import PipeReader
+from wfmd.ingest.lines import MAX_CHUNK, MAX_LINE, Chunk, LineBuffer
+from wfmd.ingest.pipes import PipeReader
 from wfmd.store.logs import STDERR, STDOUT
 
 # Line lengths around the interesting sizes: tiny, typical, just under and over a chunk.

@@ -10,8 +10,8 @@ import pytest
 import trio
 
 from wfmctl.protocol import Field, FieldType, Workflow
-from wfmd.discovery import EXAMPLES_DIR, probe
-from wfmd.params import ParamError, build_argv, validate_params
+from wfmd.workflows.discovery import EXAMPLES_DIR, probe
+from wfmd.workflows.params import ParamError, build_argv, validate_params
 
 DEADLINE = 30  # seconds
 

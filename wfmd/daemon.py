@@ -18,17 +18,17 @@ from pathlib import Path
 import trio
 
 from wfmctl import paths
-
-from . import __version__, recovery
-from .config import Config
-from .discovery import default_workflow_dirs
-from .dispatch import Dispatcher
-from .scheduler import Scheduler
-from .server import Server
-from .services import Services, WorkflowCatalog
-from .store import DatabaseError, Store
-from .supervisor import Supervisor
-from .writer import LogWriter
+from wfmd import __version__
+from wfmd.api.context import Services, WorkflowCatalog
+from wfmd.api.dispatch import Dispatcher
+from wfmd.api.server import Server
+from wfmd.config import Config
+from wfmd.housekeeping import recovery
+from wfmd.housekeeping.scheduler import Scheduler
+from wfmd.ingest.committer import LogWriter
+from wfmd.runs.supervisor import Supervisor
+from wfmd.store import DatabaseError, Store
+from wfmd.workflows.discovery import default_workflow_dirs
 
 log = logging.getLogger(__name__)
 

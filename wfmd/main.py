@@ -11,12 +11,11 @@ from pathlib import Path
 import trio
 
 from wfmctl.paths import RuntimeDirError
-
-from . import __version__
-from .config import Config, ConfigError, default_config_path, load
-from .daemon import AlreadyRunning, serve
-from .server import SocketInUse, SocketPathError
-from .store import DatabaseError
+from wfmd import __version__
+from wfmd.api.server import SocketInUse, SocketPathError
+from wfmd.config import Config, ConfigError, default_config_path, load
+from wfmd.daemon import AlreadyRunning, serve
+from wfmd.store import DatabaseError
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # an unexpected failure (a bug): the log has the traceback

@@ -23,12 +23,17 @@ import apsw
 import trio
 
 from wfmctl.protocol import Execution, LogEntry
-
-from . import executions, logs
-from .database import DatabaseError, close_database, open_database, open_reader, transaction
-from .executions import Finish, HistoryFilter, LookupFailed, StoredExecution
-from .logs import LogRow
-from .worker import DatabaseThread
+from wfmd.store import executions, logs
+from wfmd.store.database import (
+    DatabaseError,
+    close_database,
+    open_database,
+    open_reader,
+    transaction,
+)
+from wfmd.store.executions import Finish, HistoryFilter, LookupFailed, StoredExecution
+from wfmd.store.logs import LogRow
+from wfmd.store.threads import DatabaseThread
 
 __all__ = [
     "DatabaseError",

@@ -15,8 +15,7 @@ import apsw
 import msgspec
 
 from wfmctl.protocol import LogEntry
-
-from ..events import EVENT_MARKER
+from wfmd.events import EVENT_MARKER
 
 SEQ_BITS = 32
 SEQ_MASK = (1 << SEQ_BITS) - 1

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 import trio
 
 from wfmctl.protocol import Execution, Status
-
-from . import process
-from .ingest import now_ms
-from .pipe_reader import Pipe
-from .store import Finish, StorageFull, Store, StoredExecution, executions
-from .store.logs import STDERR, STDOUT
-from .writer import LogWriter
+from wfmd.ingest.committer import LogWriter
+from wfmd.ingest.lines import now_ms
+from wfmd.ingest.pipes import Pipe
+from wfmd.runs import process
+from wfmd.store import Finish, StorageFull, Store, StoredExecution, executions
+from wfmd.store.logs import STDERR, STDOUT
 
 log = logging.getLogger(__name__)
 

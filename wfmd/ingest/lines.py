@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .events import EVENT_MARKER, event_type
-from .store.logs import STDERR
+from wfmd.events import EVENT_MARKER, event_type
+from wfmd.store.logs import STDERR
 
 # A longer line is cut into pieces of this size, each its own log entry: a child that never
 # prints a newline must not make the daemon buffer without bound.

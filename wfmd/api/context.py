@@ -11,11 +11,10 @@ import msgspec
 import trio
 
 from wfmctl.protocol import FINISHED_STATUSES, Execution
-
-from .discovery import Catalog, discover
-from .store import LookupFailed, Store, StoredExecution, executions
-from .supervisor import Supervisor
-from .writer import LogWriter
+from wfmd.ingest.committer import LogWriter
+from wfmd.runs.supervisor import Supervisor
+from wfmd.store import LookupFailed, Store, StoredExecution, executions
+from wfmd.workflows.discovery import Catalog, discover
 
 
 class RequestFailed(Exception):

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .ingest import Chunk, LineBuffer, now_ms
+from wfmd.ingest.lines import Chunk, LineBuffer, now_ms
 
 log = logging.getLogger(__name__)
 

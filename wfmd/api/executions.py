@@ -14,12 +14,11 @@ from wfmctl.protocol import (
     StatusReply,
     Wait,
 )
-
-from .params import ParamError, build_argv, validate_params
-from .server import Send
-from .services import RequestFailed, Services
-from .store import status_and_logs
-from .supervisor import RunRefused
+from wfmd.api.context import RequestFailed, Services
+from wfmd.api.server import Send
+from wfmd.runs.supervisor import RunRefused
+from wfmd.store import status_and_logs
+from wfmd.workflows.params import ParamError, build_argv, validate_params
 
 # Entries per frame of a follow stream: large enough to keep up with a fast workflow, small
 # enough that one frame stays far below the frame limit at typical line lengths.

@@ -14,8 +14,8 @@ from collections.abc import Container
 import apsw
 import trio
 
-from . import process
-from .store import Finish, Store, StoredExecution, executions, last_beat, logs
+from wfmd.runs import process
+from wfmd.store import Finish, Store, StoredExecution, executions, last_beat, logs
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import trio
 
 from wfmctl.paths import data_dir
 from wfmctl.protocol import SkippedFile, Workflow
-from wfmd.params import scalar_text
-from wfmd.process import kill_group
+from wfmd.runs.process import kill_group
+from wfmd.workflows.params import scalar_text
 
 METADATA_FLAG = "--workflow-metadata"
 

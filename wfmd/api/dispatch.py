@@ -20,12 +20,11 @@ from wfmctl.protocol import (
     Run,
     Wait,
 )
-
-from . import commands_query as query
-from . import commands_run as run
-from .server import Send, shorten
-from .services import RequestFailed, Services
-from .store import StorageFull
+from wfmd.api import executions as run
+from wfmd.api import queries as query
+from wfmd.api.context import RequestFailed, Services
+from wfmd.api.server import Send, shorten
+from wfmd.store import StorageFull
 
 log = logging.getLogger(__name__)
 

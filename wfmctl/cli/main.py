@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported here, not at the top: commands imports this module (exit codes), and
     # `--help` needs none of it.
-    from wfmctl import commands
+    from wfmctl.cli import commands
 
     try:
         return commands.execute(args, socket_path, commands.View(as_json, sys.stdout, sys.stderr))

@@ -21,10 +21,9 @@ from wfmctl.protocol import (
     StatusReply,
     WorkflowList,
 )
-
-from .services import RequestFailed, Services
-from .store import HistoryFilter, LookupFailed, executions
-from .store import logs as log_rows
+from wfmd.api.context import RequestFailed, Services
+from wfmd.store import HistoryFilter, LookupFailed, executions
+from wfmd.store import logs as log_rows
 
 # Upper bounds on what one reply may carry, so that a request cannot make the daemon build
 # a reply larger than a frame (and a client cannot ask it to hold millions of rows).

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from . import recovery
-from .ingest import now_ms
-from .store import StorageFull, Store, beat
-from .supervisor import Supervisor
+from wfmd.housekeeping import recovery
+from wfmd.ingest.lines import now_ms
+from wfmd.runs.supervisor import Supervisor
+from wfmd.store import StorageFull, Store, beat
 
 log = logging.getLogger(__name__)
 

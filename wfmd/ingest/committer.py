@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .ingest import MAX_CHUNK, Chunk, now_ms
-from .pipe_reader import PipeReader
-from .store import Finish, LogRow, StorageFull, Store, write_batch
-from .store.logs import SEQ_BITS, SEQ_MASK, row_key
+from wfmd.ingest.lines import MAX_CHUNK, Chunk, now_ms
+from wfmd.ingest.pipes import PipeReader
+from wfmd.store import Finish, LogRow, StorageFull, Store, write_batch
+from wfmd.store.logs import SEQ_BITS, SEQ_MASK, row_key
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ import functools
 from collections.abc import Callable
 from typing import TextIO
 
-from wfmctl import protocol, render
-from wfmctl.cli import EXIT_OK, Args, exit_code_for, merge_params
+from wfmctl import protocol
+from wfmctl.cli import render
+from wfmctl.cli.main import EXIT_OK, Args, exit_code_for, merge_params
 from wfmctl.client import Client, WfmError
 from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
 

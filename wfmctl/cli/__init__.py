@@ -1,0 +1,1 @@
+"""The `wfmctl` command line: one front end of the wfmctl library."""
