@@ -233,7 +233,7 @@ async def test_nonzero_exit_reports_first_stderr_line(tmp_path: Path) -> None:
         catalog = await discover([tmp_path], probe_timeout=PROBE_TIMEOUT)
     assert [s.reason for s in catalog.skipped] == [
         "exited with status 3: boom: no config",
-        "killed by signal SIGKILL",
+        "killed by signal 9 (SIGKILL)",
         "exited with status 4",
     ]
 

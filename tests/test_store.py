@@ -16,17 +16,18 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+import apsw
 import pytest
 import trio
 
-import wfmd.store
+import wfmd.store.store
 from wfmctl.protocol import Execution
+from wfmd.errors import Refused
 from wfmd.store import (
     DatabaseError,
     Finish,
     HistoryFilter,
     LogRow,
-    LookupFailed,
     Store,
     StoredExecution,
     executions,
@@ -97,6 +98,12 @@ def expected_lines() -> list[str]:
     ]
 
 
+def recorded_pid(conn: apsw.Connection, execution_id: int) -> int | None:
+    value = conn.execute("SELECT pid FROM executions WHERE id = ?", (execution_id,)).get
+    assert value is None or isinstance(value, int)
+    return value
+
+
 # --------------------------------------------------------------------------- executions
 
 
@@ -118,13 +125,21 @@ async def test_create_run_finish_roundtrip(tmp_path: Path) -> None:
         await store.call(executions.set_pid, stored.id, 4242)
         running = await store.call(executions.resolve, handle)
         assert running.info.status == "Running"
-        assert running.pid == 4242
+        assert await store.call(recorded_pid, stored.id) == 4242
         assert running.info.started_at == (T0 + 5) / 1000
         assert running.info.reason is None
         active = await store.call(executions.active)
         assert [a.id for a in active] == [stored.id]
 
-        finish = Finish(stored.id, "Completed", "exited with status 0", T0 + 50, 7, exit_code=0)
+        finish = Finish(
+            stored.id,
+            "Completed",
+            "exit",
+            "exited with status 0",
+            exit_code=0,
+            ended_at=T0 + 50,
+            log_count=7,
+        )
         await store.call(write_batch, sample_rows(stored.id), [finish])
         done = await store.call(executions.resolve, handle)
         assert done.info.status == "Completed"
@@ -133,7 +148,7 @@ async def test_create_run_finish_roundtrip(tmp_path: Path) -> None:
         assert done.info.reason == "exited with status 0"
         assert done.info.ended_at == (T0 + 50) / 1000
         assert done.info.log_count == 7
-        assert done.pid is None
+        assert await store.call(recorded_pid, stored.id) is None
         assert await store.call(executions.active) == []
         assert await store.call(logs.last_entry, stored.id) == (7, T0 + 40)
     finally:
@@ -160,7 +175,7 @@ async def test_resolve_full_prefix_ambiguous_not_found(tmp_path: Path) -> None:
             ("", "not_found"),
             ("AAAA1111", "not_found"),
         ]:
-            with pytest.raises(LookupFailed) as info:
+            with pytest.raises(Refused) as info:
                 await store.call(executions.resolve, prefix)
             assert info.value.code == code, prefix
     finally:
@@ -178,11 +193,20 @@ async def test_history_filters_and_keyset_paging(tmp_path: Path) -> None:
             made.append(stored)
         # 0, 2, 4 Completed; 1 Failed; 3 Cancelled; 5, 6 stay NotStarted.
         finishes = [
-            Finish(made[0].id, "Completed", "ok", T0 + 1, 0, exit_code=0),
-            Finish(made[1].id, "Failed", "exited with status 3", T0 + 1, 0, exit_code=3),
-            Finish(made[2].id, "Completed", "ok", T0 + 1, 0, exit_code=0),
-            Finish(made[3].id, "Cancelled", "cancelled by request", T0 + 1, 0, signal=15),
-            Finish(made[4].id, "Completed", "ok", T0 + 1, 0, exit_code=0),
+            Finish(made[0].id, "Completed", "exit", "ok", exit_code=0, ended_at=T0 + 1),
+            Finish(
+                made[1].id, "Failed", "exit", "exited with status 3", exit_code=3, ended_at=T0 + 1
+            ),
+            Finish(made[2].id, "Completed", "exit", "ok", exit_code=0, ended_at=T0 + 1),
+            Finish(
+                made[3].id,
+                "Cancelled",
+                "cancelled",
+                "cancelled by request",
+                signal=15,
+                ended_at=T0 + 1,
+            ),
+            Finish(made[4].id, "Completed", "exit", "ok", exit_code=0, ended_at=T0 + 1),
         ]
         await store.call(write_batch, [], finishes)
 
@@ -213,7 +237,7 @@ async def test_history_filters_and_keyset_paging(tmp_path: Path) -> None:
         # `before` accepts a unique prefix; unknown → not_found.
         page, _ = await store.call(executions.history, HistoryFilter(before="00000004"))
         assert handles(page) == newest_first[3:]
-        with pytest.raises(LookupFailed) as info:
+        with pytest.raises(Refused) as info:
             await store.call(executions.history, HistoryFilter(before="ffff"))
         assert info.value.code == "not_found"
 
@@ -287,7 +311,7 @@ async def test_reads_wait_only_while_ingestion_is_held_back(
     """Clients' reads give way to a writer that cannot keep up: each batch waits READ_YIELD
     (here 0.5 s, so that timing cannot blur it) while the predicate says a workflow's output is
     held back, and not at all otherwise."""
-    monkeypatch.setattr(wfmd.store, "READ_YIELD", 0.5)
+    monkeypatch.setattr(wfmd.store.store, "READ_YIELD", 0.5)
     store = await open_store(tmp_path)
     try:
         handle = (await create(store, "abcdef01-1111-4000-8000-000000000000")).info.handle
@@ -515,7 +539,15 @@ async def test_views_work_in_the_system_sqlite3(tmp_path: Path) -> None:
         stored = await create(store, handle, "viewed", params=[(0, "message", "hi")])
         await store.call(executions.mark_running, stored.id, T0 + 1000)
         await store.call(executions.set_pid, stored.id, 77)
-        finish = Finish(stored.id, "Failed", "exited with status 3", T0 + 3500, 7, exit_code=3)
+        finish = Finish(
+            stored.id,
+            "Failed",
+            "exit",
+            "exited with status 3",
+            exit_code=3,
+            ended_at=T0 + 3500,
+            log_count=7,
+        )
         await store.call(write_batch, sample_rows(stored.id), [finish])
     finally:
         await store.close()

@@ -17,6 +17,7 @@ each `wfmctl` start ~0.5 ms less (measured: import and response decoder, 2.2 -> 
 """
 
 import struct
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -45,9 +46,25 @@ Status = Literal["NotStarted", "Running", "Completed", "Failed", "Cancelled"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
 ALL_STATUSES: tuple[str, ...] = ("NotStarted", "Running", "Completed", "Failed", "Cancelled")
 
+# How an execution ended (`Execution.ended_by`). A plain string on the wire, so that a client
+# accepts words added later; these are the ones this version knows.
+EndedBy = Literal[
+    "exit",  # the workflow exited by itself (exit_code says how)
+    "signal",  # a signal that wfmd did not send killed it
+    "timeout",  # wfmd ended it at its timeout
+    "cancelled",  # a cancel request, or shutdown, ended it (or it never started)
+    "daemon_died",  # the daemon supervising it died; recorded by recovery
+    "spawn_error",  # it could not be started
+    "storage",  # wfmd ended it because the database refused writes for too long
+    "internal",  # a bug in wfmd ended it; the reason says what
+]
 
-class ErrorCode:
-    """Stable error codes. Clients branch on these, never on the message text."""
+
+class ErrorCode(StrEnum):
+    """Stable error codes. Clients branch on these, never on the message text.
+
+    On the wire `Error.code` stays a plain string, so a client accepts codes added later.
+    """
 
     BAD_FRAME = "bad_frame"  # undecodable or oversized frame; the connection is closed
     BAD_REQUEST = "bad_request"  # a well-formed frame that is not a valid request
@@ -115,6 +132,7 @@ class Execution(Message, frozen=True):
     log_count: int = 0  # number of log entries committed so far
     timeout: float | None = None
     params: dict[str, str] = {}
+    ended_by: str | None = None  # an EndedBy word once it has ended; None from older daemons
 
 
 class LogEntry(Message, frozen=True):

@@ -1,3 +1,5 @@
-"""wfmd: the wfm daemon."""
+"""wfmd: the wfm daemon. Its version is the package's, kept in `wfmctl`."""
 
-__version__ = "0.1.0"
+from wfmctl import __version__
+
+__all__ = ["__version__"]

@@ -19,7 +19,7 @@ import trio
 
 from wfmctl import paths
 from wfmd import __version__
-from wfmd.api.context import Services, WorkflowCatalog
+from wfmd.api.context import Services
 from wfmd.api.dispatch import Dispatcher
 from wfmd.api.server import Server
 from wfmd.config import Config
@@ -28,6 +28,7 @@ from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import DatabaseError, Store
+from wfmd.workflows.catalog import WorkflowCatalog
 from wfmd.workflows.discovery import default_workflow_dirs
 
 log = logging.getLogger(__name__)

@@ -8,36 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import trio
 
 from wfmctl.protocol import FINISHED_STATUSES, Execution
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
-from wfmd.store import LookupFailed, Store, StoredExecution, executions
-from wfmd.workflows.discovery import Catalog, discover
-
-
-class RequestFailed(Exception):
-    """A request that cannot be served; becomes an Error frame with `code`."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class WorkflowCatalog:
-    """The current discovery result; rescans are serialised so two never race."""
-
-    def __init__(self, dirs: list[Path], probe_timeout: float) -> None:
-        self.dirs = dirs
-        self._probe_timeout = probe_timeout
-        self._lock = trio.Lock()
-        self.current = Catalog(workflows={}, skipped=[], conflicts=[])
-
-    async def rescan(self) -> Catalog:
-        async with self._lock:
-            self.current = await discover(self.dirs, probe_timeout=self._probe_timeout)
-        return self.current
+from wfmd.store import Store, StoredExecution, executions
+from wfmd.workflows.catalog import WorkflowCatalog
 
 
 @dataclass
@@ -52,10 +28,8 @@ class Services:
     started: float = field(default_factory=time.monotonic)
 
     async def resolve(self, handle: str) -> StoredExecution:
-        try:
-            return await self.store.lookup(executions.resolve, handle)
-        except LookupFailed as exc:
-            raise RequestFailed(exc.code, str(exc)) from exc
+        """The execution a full handle or a unique prefix names. Raises Refused."""
+        return await self.store.lookup(executions.resolve, handle)
 
     def live(self, stored: StoredExecution) -> Execution:
         """The stored execution with the writer's live line count while it runs."""

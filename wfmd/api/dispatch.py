@@ -1,13 +1,12 @@
-"""One `match` from request type to handler; errors become Error frames here."""
+"""One `match` from request type to handler; refusals become Error frames here."""
 
 from __future__ import annotations
 
-import logging
+from typing import assert_never
 
 from wfmctl.protocol import (
     Cancel,
     Error,
-    ErrorCode,
     Follow,
     GetLogs,
     GetParams,
@@ -20,13 +19,10 @@ from wfmctl.protocol import (
     Run,
     Wait,
 )
-from wfmd.api import executions as run
-from wfmd.api import queries as query
-from wfmd.api.context import RequestFailed, Services
+from wfmd.api import admin, executions, logs, workflows
+from wfmd.api.context import Services
 from wfmd.api.server import Send, shorten
-from wfmd.store import StorageFull
-
-log = logging.getLogger(__name__)
+from wfmd.errors import Refused
 
 
 class Dispatcher:
@@ -38,28 +34,28 @@ class Dispatcher:
         try:
             match request:
                 case Ping():
-                    await send(await query.ping(s))
+                    await send(await admin.ping(s))
                 case ListWorkflows():
-                    await send(await query.workflows(s, request))
-                case Run():
-                    await send(await run.run(s, request))
-                case GetStatus():
-                    await send(await query.status(s, request))
-                case GetLogs():
-                    await send(await query.logs(s, request))
-                case Follow():
-                    await run.follow(s, request, send)
-                case Wait():
-                    await send(await run.wait(s, request))
-                case Cancel():
-                    await send(await run.cancel(s, request))
-                case History():
-                    await send(await query.history(s, request))
-                case GetParams():
-                    await send(await query.params(s, request))
+                    await send(await workflows.workflows(s, request))
                 case ParamHistory():
-                    await send(await query.param_history(s, request))
-        except RequestFailed as exc:
+                    await send(await workflows.param_history(s, request))
+                case Run():
+                    await send(await executions.run(s, request))
+                case Cancel():
+                    await send(await executions.cancel(s, request))
+                case Wait():
+                    await send(await executions.wait(s, request))
+                case GetStatus():
+                    await send(await executions.status(s, request))
+                case GetParams():
+                    await send(await executions.params(s, request))
+                case History():
+                    await send(await executions.history(s, request))
+                case GetLogs():
+                    await send(await logs.page(s, request))
+                case Follow():
+                    await logs.follow(s, request, send)
+                case _:
+                    assert_never(request)
+        except Refused as exc:
             await send(Error(code=exc.code, message=shorten(str(exc))))
-        except StorageFull as exc:
-            await send(Error(code=ErrorCode.STORAGE, message=shorten(f"storage error: {exc}")))

@@ -1,4 +1,4 @@
-"""Requests that start, stop or watch executions: run, cancel, wait, follow."""
+"""Executions: run, cancel, wait, status, params, history."""
 
 from __future__ import annotations
 
@@ -8,21 +8,22 @@ from wfmctl.protocol import (
     Cancel,
     ErrorCode,
     Finished,
-    Follow,
-    LogBatch,
+    GetParams,
+    GetStatus,
+    History,
+    HistoryPage,
+    ParamsReply,
     Run,
     StatusReply,
     Wait,
 )
-from wfmd.api.context import RequestFailed, Services
-from wfmd.api.server import Send
-from wfmd.runs.supervisor import RunRefused
-from wfmd.store import status_and_logs
-from wfmd.workflows.params import ParamError, build_argv, validate_params
+from wfmd.api.context import Services
+from wfmd.errors import Refused
+from wfmd.store import HistoryFilter, executions
+from wfmd.workflows.params import build_argv, positioned, validate_params
 
-# Entries per frame of a follow stream: large enough to keep up with a fast workflow, small
-# enough that one frame stays far below the frame limit at typical line lengths.
-FOLLOW_PAGE = 2_000
+# Executions that one history page may carry, so a reply stays far below the frame limit.
+MAX_HISTORY_PAGE = 1_000
 
 
 async def run(s: Services, request: Run) -> Accepted:
@@ -30,31 +31,20 @@ async def run(s: Services, request: Run) -> Accepted:
     if workflow is None:  # maybe installed since the last scan
         workflow = (await s.catalog.rescan()).workflows.get(request.workflow_id)
     if workflow is None:
-        raise RequestFailed(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
-    try:
-        values = validate_params(workflow, request.params)
-        argv = build_argv(workflow, values)
-    except ParamError as exc:
-        raise RequestFailed(ErrorCode.INVALID_PARAMS, str(exc)) from exc
-    if request.timeout is not None and request.timeout < 0:
-        raise RequestFailed(ErrorCode.BAD_REQUEST, "timeout must not be negative")
-    positions = {f.name: i for i, f in enumerate(workflow.fields)}
-    ordered = sorted(((positions[n], n, v) for n, v in values.items()), key=lambda p: p[0])
-    try:
-        execution = await s.supervisor.submit(
-            workflow_id=workflow.id, argv=argv, params=ordered, run_timeout=request.timeout
-        )
-    except RunRefused as exc:
-        raise RequestFailed(exc.code, str(exc)) from exc
+        raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
+    values = validate_params(workflow, request.params)
+    execution = await s.supervisor.submit(
+        workflow_id=workflow.id,
+        argv=build_argv(workflow, values),
+        params=positioned(workflow, values),
+        run_timeout=request.timeout,
+    )
     return Accepted(execution=execution)
 
 
 async def cancel(s: Services, request: Cancel) -> StatusReply:
     stored = await s.resolve(request.handle)
-    try:
-        await s.supervisor.cancel(stored)
-    except RunRefused as exc:
-        raise RequestFailed(exc.code, str(exc)) from exc
+    await s.supervisor.cancel(stored)
     return StatusReply(execution=s.live(await s.resolve(stored.info.handle)))
 
 
@@ -74,27 +64,24 @@ async def wait(s: Services, request: Wait) -> Finished:
     return Finished(execution=stored.info)
 
 
-async def follow(s: Services, request: Follow, send: Send) -> None:
-    """Stream committed entries after `request.after` until the execution has ended.
+async def status(s: Services, request: GetStatus) -> StatusReply:
+    return StatusReply(execution=s.live(await s.resolve(request.handle)))
 
-    Reads come from the database, so history and live output join with no gap and no
-    duplicate, and a follower that reads slowly only delays itself.
-    """
-    stored = await s.resolve(request.handle)
-    after = request.after
-    while True:
-        info, entries = await s.store.read(status_and_logs, stored.id, after, FOLLOW_PAGE)
-        if entries:
-            await send(LogBatch(entries=entries))
-            after = entries[-1].seq
-            continue
-        if info.status in FINISHED_STATUSES:
-            await send(Finished(execution=info))
-            return
-        progress = s.writer.progress_event(stored.id)
-        committed = s.writer.committed_count(stored.id)
-        if committed is not None and committed > after + 1:
-            continue  # committed after our read
-        if committed is None and info.status == "Running":
-            continue  # ended after our read
-        await progress.wait()
+
+async def params(s: Services, request: GetParams) -> ParamsReply:
+    info = (await s.resolve(request.handle)).info
+    return ParamsReply(handle=info.handle, workflow_id=info.workflow_id, params=info.params)
+
+
+async def history(s: Services, request: History) -> HistoryPage:
+    query = HistoryFilter(
+        limit=min(request.limit, MAX_HISTORY_PAGE),
+        offset=request.offset,
+        before=request.before,
+        workflow_id=request.workflow_id,
+        status=request.status,
+        since_ms=None if request.since is None else int(request.since * 1000),
+        until_ms=None if request.until is None else int(request.until * 1000),
+    )
+    page, next_before = await s.store.read(executions.history, query)
+    return HistoryPage(executions=page, next_before=next_before)

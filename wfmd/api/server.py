@@ -221,18 +221,13 @@ class Server:
         """
         listener = await open_unix_listener(self.path)
         try:
-            async with listener, trio.open_nursery() as nursery:
+            # serve_listeners rides out EMFILE and friends (it pauses and retries) and closes
+            # the listener when cancelled.
+            async with trio.open_nursery() as nursery:
+                await nursery.start(trio.serve_listeners, self._serve, [listener])
                 task_status.started()
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                            log.error("accept failed (%s); retrying shortly", exc)
-                            await trio.sleep(0.1)
-                            continue
-                        raise
-                    connection = Connection(stream, self._dispatch, self._version)
-                    nursery.start_soon(connection.serve)
         finally:
             self.path.unlink(missing_ok=True)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
+        await Connection(stream, self._dispatch, self._version).serve()

@@ -1,9 +1,10 @@
 """Recovery of executions left Running by a daemon that died.
 
-Such an execution is marked Failed with a reason that says so, and an end time that is the
-last moment it was known alive: its last log entry or the dead daemon's last heartbeat,
-whichever is later, never earlier than its start. Any of its processes still alive are killed
-first, found by their WFM_EXECUTION_ID rather than by a pid that may have been reused.
+Such an execution is marked Failed (`ended_by` "daemon_died") with a reason that says so, and
+an end time that is the last moment it was known alive: its last log entry or the dead
+daemon's last heartbeat, whichever is later, never earlier than its start. Any of its
+processes still alive are killed first, found by their WFM_EXECUTION_ID rather than by a pid
+that may have been reused.
 """
 
 from __future__ import annotations
@@ -11,30 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Container
 
-import apsw
 import trio
 
 from wfmd.runs import process
-from wfmd.store import Finish, Store, StoredExecution, executions, last_beat, logs
+from wfmd.store import Store, executions, heartbeat
 
 log = logging.getLogger(__name__)
 
 DIED_REASON = "interrupted: the daemon supervising it died"
-
-
-def _orphans(conn: apsw.Connection) -> list[StoredExecution]:
-    return [s for s in executions.active(conn) if s.info.status == "Running"]
-
-
-def _finish_orphan(
-    conn: apsw.Connection, orphan: StoredExecution, beat: int | None, killed: int
-) -> None:
-    next_seq, last_ts = logs.last_entry(conn, orphan.id)
-    started = int((orphan.info.started_at or orphan.info.created_at) * 1000)
-    ended = max(started, last_ts or 0, beat or 0)
-    reason = DIED_REASON + (f"; killed {killed} leftover process(es)" if killed else "")
-    with conn:
-        executions.apply_finishes(conn, [Finish(orphan.id, "Failed", reason, ended, next_seq)])
 
 
 async def recover(store: Store, *, supervised: Container[int], after_crash: bool) -> int:
@@ -46,18 +31,15 @@ async def recover(store: Store, *, supervised: Container[int], after_crash: bool
     Cancellation: each execution is recovered in its own database call; one interrupted
     midway is simply recovered again by the next run.
     """
-    beat = await store.call(last_beat) if after_crash else None
+    last_alive = await store.call(heartbeat.last_beat) if after_crash else None
     count = 0
-    for orphan in await store.call(_orphans):
+    for orphan in await store.call(executions.orphans):
         if orphan.id in supervised:
             continue
-        killed = await trio.to_thread.run_sync(process.kill_execution_processes, orphan.info.handle)
-        await store.call(_finish_orphan, orphan, beat, killed)
-        log.warning(
-            "recovered execution %s (%s): %s",
-            orphan.info.handle,
-            orphan.info.workflow_id,
-            DIED_REASON,
-        )
+        handle = orphan.info.handle
+        killed = await trio.to_thread.run_sync(process.kill_execution_processes, handle)
+        reason = DIED_REASON + (f"; killed {killed} leftover process(es)" if killed else "")
+        await store.call(executions.finish_orphan, orphan, last_alive, reason)
+        log.warning("recovered execution %s (%s): %s", handle, orphan.info.workflow_id, reason)
         count += 1
     return count

@@ -9,9 +9,8 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from wfmd.housekeeping import recovery
-from wfmd.ingest.lines import now_ms
 from wfmd.runs.supervisor import Supervisor
-from wfmd.store import StorageFull, Store, beat
+from wfmd.store import StorageError, Store, heartbeat, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,11 @@ class Scheduler:
             await trio.sleep(interval)
             try:
                 await job()
-            except StorageFull as exc:
+            except StorageError as exc:
                 log.error("scheduled job %s failed: %s", getattr(job, "__name__", job), exc)
 
     async def _beat(self) -> None:
-        await self._store.call(beat, os.getpid(), self._started_at, now_ms())
+        await self._store.call(heartbeat.beat, os.getpid(), self._started_at, now_ms())
 
     async def _recover(self) -> None:
         await recovery.recover(

@@ -1,6 +1,6 @@
 """The log writer: one ordered stream of chunks and endings, group-committed to the store.
 
-The pipe reader thread (`pipe_reader.py`) reads children's output; here, in the Trio thread,
+The pipe reader thread (`pipes.py`) reads children's output; here, in the Trio thread,
 the committer takes what it has read, in read order, gives each chunk its sequence numbers
 (the one place where log order is decided), and commits the batch together with the endings
 queued meanwhile. Each commit returns its bytes to the reader's
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import trio
 
-from wfmd.ingest.lines import MAX_CHUNK, Chunk, now_ms
+from wfmd.ingest.lines import MAX_CHUNK, Chunk
 from wfmd.ingest.pipes import PipeReader
-from wfmd.store import Finish, LogRow, StorageFull, Store, write_batch
-from wfmd.store.logs import SEQ_BITS, SEQ_MASK, row_key
+from wfmd.store import Finish, LogRow, StorageError, Store, now_ms, write_batch
+from wfmd.store.logs import row_key, split_key
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,9 @@ class LogWriter:
     def _add_finish(self, request: _FinishRequest) -> None:
         eid = request.finish.execution_id
         count = self._next_seq.pop(eid, 0)
+        ended_at = request.finish.ended_at
         request.finish = dataclasses.replace(
-            request.finish, log_count=count, ended_at=request.finish.ended_at or now_ms()
+            request.finish, log_count=count, ended_at=now_ms() if ended_at is None else ended_at
         )
         self._batch.finishes.append(request)
         self._grew(0)
@@ -230,11 +231,11 @@ class LogWriter:
             try:
                 await self._store.call(write_batch, batch.rows, finishes)
                 break
-            except StorageFull as exc:
+            except StorageError as exc:
                 if self.storage_error is None:
-                    log.error("cannot commit log lines, will retry: %s", exc)
+                    log.error("cannot commit log lines, will retry: %s", exc.detail)
                     self.storage_failing_since = trio.current_time()
-                self.storage_error = str(exc)
+                self.storage_error = exc.detail
                 await trio.sleep(RETRY_DELAY)
         if self.storage_error is not None:
             log.warning("storage is writable again")
@@ -246,9 +247,9 @@ class LogWriter:
     def _published(self, rows: Iterable[LogRow], finishes: list[_FinishRequest]) -> None:
         touched: set[int] = set()
         for row in rows:
-            eid = row.key >> SEQ_BITS
+            eid, first_seq = split_key(row.key)
             if eid in self._committed:
-                self._committed[eid] = (row.key & SEQ_MASK) + row.lines
+                self._committed[eid] = first_seq + row.lines
             touched.add(eid)
         for request in finishes:
             eid = request.finish.execution_id

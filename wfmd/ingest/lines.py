@@ -3,12 +3,11 @@
 A chunk is what one pipe read delivered: the complete lines of that read as one piece of bytes
 (cheap: no per-line Python work unless a structured event may be in it), or exactly one
 structured event. The writer assigns sequence numbers; this module only decides boundaries, and
-`pipe_reader.py` does the reading.
+`pipes.py` does the reading.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from wfmd.events import EVENT_MARKER, event_type
@@ -31,10 +30,6 @@ class Chunk:
     data: bytes  # lines as printed; each ends in b"\n" except possibly the last
     lines: int
     event: str | None = None
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def piece_size(line: bytes | bytearray) -> int:

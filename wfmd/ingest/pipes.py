@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 import trio
 
-from wfmd.ingest.lines import Chunk, LineBuffer, now_ms
+from wfmd.ingest.lines import Chunk, LineBuffer
+from wfmd.store import now_ms
 
 log = logging.getLogger(__name__)
 

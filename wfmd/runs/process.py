@@ -1,23 +1,56 @@
-"""Operating-system helpers for workflow processes: signals, process groups, finding strays."""
+"""Operating-system helpers for workflow processes: start one in its own session, signal and
+reap its process group, describe how it exited, find the strays of an execution."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+
+import trio
 
 EXECUTION_ENV = "WFM_EXECUTION_ID"
 
 
-def kill_group(pgid: int, sig: int) -> bool:
-    """Send `sig` to a process group; False if the group no longer exists."""
+async def open_in_session(
+    argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: int, stderr: int
+) -> trio.Process:
+    """Start `argv` as the leader of a new session (so of its own process group), with
+    stdin closed. The group id is the process id: `kill_group(proc.pid, ...)` reaches every
+    process that has not left the group."""
+    return await trio.lowlevel.open_process(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=True,
+        env=env,
+    )
+
+
+def kill_group(pgid: int, sig: int) -> None:
+    """Send `sig` to a process group, if it still exists."""
     try:
         os.killpg(pgid, sig)
     except ProcessLookupError:
-        return False
+        pass
     except PermissionError:
-        return False  # the id was reused by someone else's group: not ours to touch
-    return True
+        pass  # the id was reused by someone else's group: not ours to touch
+
+
+async def kill_and_reap(proc: trio.Process, *, within: float = math.inf) -> None:
+    """SIGKILL `proc`'s group and wait for `proc` to be reaped (at most `within` seconds:
+    only a process stuck in the kernel takes more than an instant).
+
+    Cancellation: runs shielded, so no child outlives the task that started it.
+    """
+    with trio.CancelScope(shield=True):
+        kill_group(proc.pid, signal.SIGKILL)
+        with trio.move_on_after(within):
+            await proc.wait()
 
 
 def signal_name(number: int) -> str:
@@ -25,6 +58,13 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def describe_exit(returncode: int) -> str:
+    """`exited with status 3`, or `killed by signal 9 (SIGKILL)` for a negative returncode."""
+    if returncode >= 0:
+        return f"exited with status {returncode}"
+    return f"killed by signal {-returncode} ({signal_name(-returncode)})"
 
 
 def processes_of_execution(handle: str, proc_root: Path = Path("/proc")) -> list[int]:

@@ -11,21 +11,21 @@ import logging
 import math
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections import deque
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import trio
 
-from wfmctl.protocol import Execution, Status
+from wfmctl.protocol import EndedBy, ErrorCode, Execution, Status
+from wfmd.errors import Refused
 from wfmd.ingest.committer import LogWriter
-from wfmd.ingest.lines import now_ms
 from wfmd.ingest.pipes import Pipe
 from wfmd.runs import process
-from wfmd.store import Finish, StorageFull, Store, StoredExecution, executions
+from wfmd.store import Finish, StorageError, Store, StoredExecution, executions, now_ms
 from wfmd.store.logs import STDERR, STDOUT
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,9 @@ WATCHDOG_TICK = 0.1
 PIPE_END_TIMEOUT = 10.0
 
 
-class RunRefused(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+# How `_wait_for_end` saw the main child go: by itself, stopped (cancel, shutdown, storage),
+# or at its timeout.
+Ending = Literal["exit", "stop", "timeout"]
 
 
 @dataclass
@@ -60,6 +59,7 @@ class _Active:
     stored: StoredExecution
     stop: trio.Event = field(default_factory=trio.Event)
     stop_status: Status = "Cancelled"
+    stop_ended_by: EndedBy = "cancelled"
     stop_reason: str = "cancelled by request"
 
 
@@ -123,11 +123,11 @@ class Supervisor:
         params: Sequence[tuple[int, str, str]],
         run_timeout: float | None,
     ) -> Execution:
-        """Persist a run as NotStarted and queue it. Raises RunRefused."""
+        """Persist a run as NotStarted and queue it. Raises Refused."""
         if not self._accepting:
-            raise RunRefused("shutting_down", "the daemon is shutting down")
+            raise Refused(ErrorCode.SHUTTING_DOWN, "the daemon is shutting down")
         if self._writer.storage_error is not None:
-            raise RunRefused("storage", f"storage is failing: {self._writer.storage_error}")
+            raise Refused(ErrorCode.STORAGE, f"storage is failing: {self._writer.storage_error}")
         if run_timeout is None:
             run_timeout = self._default_timeout
         timeout_ms = None if not run_timeout or run_timeout <= 0 else int(run_timeout * 1000)
@@ -141,14 +141,14 @@ class Supervisor:
                 timeout_ms=timeout_ms,
                 now=now_ms(),
             )
-        except StorageFull as exc:
-            raise RunRefused("storage", f"cannot record the run: {exc}") from exc
+        except StorageError as exc:
+            raise Refused(ErrorCode.STORAGE, f"cannot record the run: {exc.detail}") from exc
         self._queue.append(stored)
         self._fill_slots()
         return stored.info
 
     async def cancel(self, stored: StoredExecution) -> None:
-        """Stop a queued or running execution. Raises RunRefused if it has already ended."""
+        """Stop a queued or running execution. Raises Refused if it has already ended."""
         active = self._running.get(stored.id)
         if active is not None:
             active.stop.set()
@@ -156,10 +156,10 @@ class Supervisor:
         for queued in self._queue:
             if queued.id == stored.id:
                 self._queue.remove(queued)
-                finish = Finish(stored.id, "Cancelled", "cancelled before it started", 0, 0)
-                await self._writer.finish(finish)
+                reason = "cancelled before it started"
+                await self._writer.finish(Finish(stored.id, "Cancelled", "cancelled", reason))
                 return
-        raise RunRefused("not_runnable", f"execution {stored.info.handle} has already ended")
+        raise Refused(ErrorCode.NOT_RUNNABLE, f"execution {stored.info.handle} has already ended")
 
     async def shutdown(self) -> None:
         """Stop accepting, stop every running execution, wait until each one is recorded.
@@ -189,6 +189,7 @@ class Supervisor:
             for active in self._running.values():
                 if not active.stop.is_set():
                     active.stop_status = "Failed"
+                    active.stop_ended_by = "storage"
                     active.stop_reason = (
                         f"storage full or failing for over {self._storage_hold_timeout:g} s: "
                         f"{self._writer.storage_error}"
@@ -211,7 +212,7 @@ class Supervisor:
                 finish = await self._supervise(active)
             except Exception as exc:  # a daemon bug or storage failure: record it, serve on
                 log.exception("supervising %s failed", active.stored.info.handle)
-                finish = Finish(eid, "Failed", f"internal error in wfmd: {exc}", now_ms(), 0)
+                finish = Finish(eid, "Failed", "internal", f"internal error in wfmd: {exc}")
             await self._writer.finish(finish)
         finally:
             del self._running[eid]
@@ -233,14 +234,13 @@ class Supervisor:
         # Running before the child exists: if the daemon dies right after the spawn, recovery
         # finds it Running and kills its processes, instead of running it twice.
         if not await self._mark_running(active):
-            return Finish(stored.id, active.stop_status, active.stop_reason, now_ms(), 0)
+            return Finish(stored.id, active.stop_status, active.stop_ended_by, active.stop_reason)
         try:
             proc, out_read, err_read = await _spawn(stored.argv, env)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
             why = getattr(exc, "strerror", None) or exc
-            return Finish(
-                stored.id, "Failed", f"could not start {stored.argv[0]}: {why}", now_ms(), 0
-            )
+            reason = f"could not start {stored.argv[0]}: {why}"
+            return Finish(stored.id, "Failed", "spawn_error", reason)
         # The writer's reader thread now owns the read ends.
         pipes = [
             self._writer.pipes.open(stored.id, STDOUT, out_read),
@@ -249,7 +249,7 @@ class Supervisor:
         timeout = stored.info.timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         try:
-            with contextlib.suppress(StorageFull):  # the pid is for people, not for us
+            with contextlib.suppress(StorageError):  # the pid is for people, not for us
                 await self._store.call(executions.set_pid, stored.id, proc.pid)
             ending = await self._wait_for_end(active, proc, deadline)
             await self._reap(active, proc, pipes)
@@ -275,15 +275,15 @@ class Supervisor:
             try:
                 await self._store.call(executions.mark_running, active.stored.id, now_ms())
                 return True
-            except StorageFull as exc:
-                log.warning("cannot start %s yet: %s", active.stored.info.handle, exc)
+            except StorageError as exc:
+                log.warning("cannot start %s yet: %s", active.stored.info.handle, exc.detail)
                 with trio.move_on_after(STORAGE_CHECK_INTERVAL):
                     await active.stop.wait()
         return False
 
-    async def _wait_for_end(self, active: _Active, proc: trio.Process, deadline: float) -> str:
-        """'exit', 'stop' or 'timeout'; on the last two the group has been terminated."""
-        ending = "exit"
+    async def _wait_for_end(self, active: _Active, proc: trio.Process, deadline: float) -> Ending:
+        """How the main child went; on 'stop' and 'timeout' its group has been terminated."""
+        ending: Ending = "exit"
         with trio.move_on_at(deadline):
             async with trio.open_nursery() as race:
 
@@ -310,9 +310,7 @@ class Supervisor:
         process.kill_group(proc.pid, signal.SIGTERM)
         with trio.move_on_after(self._cancel_grace):
             await proc.wait()
-        with trio.CancelScope(shield=True):
-            process.kill_group(proc.pid, signal.SIGKILL)
-            await proc.wait()
+        await process.kill_and_reap(proc)
 
     async def _reap(self, active: _Active, proc: trio.Process, pipes: list[Pipe]) -> None:
         """After the main child has exited: drain, kill what is left of the group and any
@@ -343,27 +341,28 @@ class Supervisor:
                 return  # the caller abandons the pipes still open
 
     def _finish_for(
-        self, active: _Active, proc: trio.Process, ending: str, timeout: float | None
+        self, active: _Active, proc: trio.Process, ending: Ending, timeout: float | None
     ) -> Finish:
-        eid = active.stored.id
         code = proc.returncode
         assert code is not None
-        exit_code = code if code >= 0 else None
-        sig = -code if code < 0 else None
-        described = (
-            f"exited with status {code}"
-            if code >= 0
-            else f"killed by signal {sig} ({process.signal_name(-code)})"
-        )
+        status: Status
+        ended_by: EndedBy
         if ending == "stop":
-            status: Status = active.stop_status
-            reason = active.stop_reason
+            status, ended_by, reason = active.stop_status, active.stop_ended_by, active.stop_reason
         elif ending == "timeout":
-            status, reason = "Failed", f"timed out after {timeout:g} s"
+            status, ended_by, reason = "Failed", "timeout", f"timed out after {timeout:g} s"
         else:
             status = "Completed" if code == 0 else "Failed"
-            reason = described
-        return Finish(eid, status, reason, now_ms(), 0, exit_code=exit_code, signal=sig)
+            ended_by = "exit" if code >= 0 else "signal"
+            reason = process.describe_exit(code)
+        return Finish(
+            active.stored.id,
+            status,
+            ended_by,
+            reason,
+            exit_code=code if code >= 0 else None,
+            signal=-code if code < 0 else None,
+        )
 
 
 async def _spawn(argv: Sequence[str], env: dict[str, str]) -> tuple[trio.Process, int, int]:
@@ -375,14 +374,7 @@ async def _spawn(argv: Sequence[str], env: dict[str, str]) -> tuple[trio.Process
         fds += os.pipe()
         fds += os.pipe()
         out_read, out_write, err_read, err_write = fds
-        proc = await trio.lowlevel.open_process(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out_write,
-            stderr=err_write,
-            start_new_session=True,
-            env=env,
-        )
+        proc = await process.open_in_session(argv, env=env, stdout=out_write, stderr=err_write)
     except BaseException:
         for fd in fds:
             os.close(fd)

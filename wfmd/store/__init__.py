@@ -1,236 +1,29 @@
-"""The store: the only code that touches APSW.
+"""The store: the only code that imports apsw.
 
-Two connections, each with its own thread (`worker.py`), so the Trio loop never blocks on
-SQLite and no connection is ever used from two threads:
-
-- the writer: every write, through `Store.call`, in arrival order;
-- a read-only reader: clients' queries, through `Store.read`, each in one read transaction.
-
-In WAL mode the reader's snapshots never wait for the writer's commits and checkpoints. With
-one thread for both, a status query waited behind each group commit of a workflow ingesting
-at full speed (measured with 32 clients: p99 96 ms, 950 requests/s). No transaction is ever
-open across an `await`: each call is one synchronous function.
+`Store` runs plain functions over a connection (`executions`, `logs`, `heartbeat`) on the
+database's own threads; callers import what they pass to it from here.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from pathlib import Path
-from typing import Concatenate, ParamSpec, TypeVar
-
-import apsw
-import trio
-
-from wfmctl.protocol import Execution, LogEntry
-from wfmd.store import executions, logs
-from wfmd.store.database import (
-    DatabaseError,
-    close_database,
-    open_database,
-    open_reader,
-    transaction,
-)
-from wfmd.store.executions import Finish, HistoryFilter, LookupFailed, StoredExecution
+from wfmd.store import executions, heartbeat, logs
+from wfmd.store.database import DatabaseError
+from wfmd.store.executions import Finish, HistoryFilter, StoredExecution
 from wfmd.store.logs import LogRow
-from wfmd.store.threads import DatabaseThread
+from wfmd.store.store import StorageError, Store, now_ms, status_and_logs, write_batch
 
 __all__ = [
     "DatabaseError",
     "Finish",
     "HistoryFilter",
     "LogRow",
-    "LookupFailed",
-    "StorageFull",
+    "StorageError",
     "Store",
     "StoredExecution",
     "executions",
+    "heartbeat",
     "logs",
+    "now_ms",
+    "status_and_logs",
+    "write_batch",
 ]
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-# Errors that mean "storage is in trouble, try again later" rather than "your bug".
-STORAGE_ERRORS: tuple[type[BaseException], ...] = (
-    apsw.FullError,
-    apsw.IOError,
-    apsw.ReadOnlyError,
-    apsw.BusyError,
-    apsw.LockedError,
-)
-
-
-# The reader hands results back in batches held up to this long (the writer: worker.MAX_HOLD,
-# 1 ms): fewer wake-ups of the event loop under load. Measured, 32 clients asking for status,
-# two runs each twice: 1 ms gave 14,900-17,300 requests/s with p99 3.2-5.4 ms; 3 ms gave
-# 15,800-18,200/s with p99 2.6-3.0 ms (0.2 ms: 7,800-9,000/s).
-READER_MAX_HOLD = 0.003
-
-# While a workflow's output is held back because the writer cannot keep up, the reader waits
-# this long before each batch of clients' reads. A workflow blocked in write() is a cost its
-# user never chose, so reads give way: 32 clients asking for status as fast as they can
-# otherwise take the writer thread from 54% to 41% of a core. Measured on 2 cores, an empty
-# database, chunked ingestion with 32 status clients, 4 interleaved runs (median share of the
-# solo rate, rounds, status p99): no wait 0.73 (0.64-0.78), 15 ms; 2 ms 0.85 (0.70-0.95),
-# 18 ms; 3 ms 0.83 (0.74-0.97), 18 ms. Closed-loop clients get fewer answers per second, each
-# up to 2 ms later, and only while some workflow is being held back.
-READ_YIELD = 0.002
-
-
-class StorageFull(Exception):
-    """A write failed because of the storage (full disk, I/O error, read-only, locked)."""
-
-
-class Store:
-    """The writer connection and the reader connection, each with the one thread using it."""
-
-    def __init__(
-        self,
-        path: Path,
-        conn: apsw.Connection,
-        thread: DatabaseThread,
-        reader: apsw.Connection,
-        reader_thread: DatabaseThread,
-    ) -> None:
-        self.path = path
-        self._conn = conn
-        self._thread = thread
-        self._reader = reader
-        self._reader_thread = reader_thread
-
-    @classmethod
-    async def open(cls, path: Path) -> Store:
-        """Open and migrate. Raises DatabaseError without touching an unusable file."""
-        thread = DatabaseThread()
-        try:
-            conn = await thread.run(functools.partial(open_database, path))
-        except BaseException:
-            thread.stop()
-            raise
-        reader_thread = DatabaseThread("wfmd-reader", READER_MAX_HOLD)
-        try:
-            reader = await reader_thread.run(functools.partial(open_reader, path))
-        except BaseException:
-            reader_thread.stop()
-            with trio.CancelScope(shield=True):
-                await thread.run(functools.partial(close_database, conn))
-            thread.stop()
-            raise
-        return cls(path, conn, thread, reader, reader_thread)
-
-    async def call(
-        self,
-        fn: Callable[Concatenate[apsw.Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """Run `fn(conn, *args, **kwargs)` on the database thread.
-
-        Storage failures come back as StorageFull; lookups that find nothing as LookupFailed.
-
-        Cancellation: a call that has started runs to completion (SQLite cannot be interrupted
-        safely mid-transaction); the cancellation is delivered when it returns.
-        """
-        return await _on(self._thread, functools.partial(fn, self._conn, *args, **kwargs))
-
-    async def read(
-        self,
-        fn: Callable[Concatenate[apsw.Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """Run `fn(conn, *args, **kwargs)` in one read transaction on the reader's thread: it
-        sees everything committed before it began, and nothing committed while it runs.
-
-        Cancellation: as for `call`.
-        """
-        bound = functools.partial(_in_transaction, fn, self._reader, *args, **kwargs)
-        return await _on(self._reader_thread, bound)
-
-    async def lookup(
-        self,
-        fn: Callable[Concatenate[apsw.Connection, P], T],
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """`read` for a function that runs a single SQL statement, which SQLite already reads
-        from one snapshot: without the BEGIN and COMMIT around it, which each hand the GIL
-        away and back. With `executions.resolve` made one statement, a status request takes
-        the reader thread 15.5 us instead of 21 (at ~18,000 requests/s).
-
-        Cancellation: as for `call`.
-        """
-        bound = functools.partial(fn, self._reader, *args, **kwargs)
-        return await _on(self._reader_thread, bound)
-
-    def reads_yield_while(self, held_back: Callable[[], bool]) -> None:
-        """Give ingestion priority over clients' reads: while `held_back()` (a workflow's output
-        waits because the writer is behind), the reader waits READ_YIELD before each batch."""
-        self._reader_thread.yield_while(held_back, READ_YIELD)
-
-    async def close(self) -> None:
-        """Close the reader, then checkpoint and close the writer.
-
-        Cancellation: runs shielded, so the WAL is always checkpointed once started.
-        """
-        with trio.CancelScope(shield=True):
-            try:
-                try:
-                    await self._reader_thread.run(self._reader.close)
-                finally:
-                    await self._thread.run(functools.partial(close_database, self._conn))
-            finally:
-                self._reader_thread.stop()
-                self._thread.stop()
-
-
-async def _on(thread: DatabaseThread, bound: Callable[[], T]) -> T:
-    """`bound()` on `thread`, storage failures turned into StorageFull."""
-    try:
-        result: T = await thread.run(bound)
-        return result
-    except STORAGE_ERRORS as exc:
-        raise StorageFull(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _in_transaction(
-    fn: Callable[Concatenate[apsw.Connection, P], T],
-    conn: apsw.Connection,
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> T:
-    with transaction(conn):
-        result = fn(conn, *args, **kwargs)
-    return result
-
-
-def write_batch(conn: apsw.Connection, rows: list[LogRow], finishes: list[Finish]) -> None:
-    """Commit log rows and the endings they lead to, in one transaction: nobody ever sees an
-    execution finished without its last lines."""
-    with transaction(conn):
-        logs.insert_rows(conn, rows)
-        executions.apply_finishes(conn, finishes)
-
-
-def status_and_logs(
-    conn: apsw.Connection, execution_id: int, after: int, limit: int
-) -> tuple[Execution, list[LogEntry]]:
-    """An execution's status and its entries after `after`, from one snapshot (`Store.read`):
-    a status that says it has ended guarantees the entries are complete."""
-    info = executions.get_by_id(conn, execution_id).info
-    return info, logs.read_after(conn, execution_id, after, limit)
-
-
-def beat(conn: apsw.Connection, pid: int, started_at: int, now: int) -> None:
-    with conn:
-        conn.execute(
-            "INSERT INTO daemon_heartbeat (id, pid, started_at, beat_at) VALUES (1, ?, ?, ?)"
-            " ON CONFLICT (id) DO UPDATE SET pid = ?, started_at = ?, beat_at = ?",
-            (pid, started_at, now, pid, started_at, now),
-        )
-
-
-def last_beat(conn: apsw.Connection) -> int | None:
-    value = conn.execute("SELECT beat_at FROM daemon_heartbeat WHERE id = 1").get
-    return None if value is None else int(value)

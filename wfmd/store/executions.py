@@ -13,7 +13,10 @@ from typing import Any, cast
 import apsw
 import msgspec
 
-from wfmctl.protocol import Execution, Status
+from wfmctl.protocol import EndedBy, ErrorCode, Execution, Status
+from wfmd.errors import Refused
+from wfmd.store import logs
+from wfmd.store.database import transaction
 
 # How many of a workflow's most recent executions `param_history` looks at. Bounded so the
 # query costs the same with ten runs in history or ten million.
@@ -25,14 +28,8 @@ _PREFIX_END = "~"
 
 _COLUMNS = (
     "id, handle, workflow_id, status, reason, created_at, started_at, ended_at, "
-    "exit_code, signal, timeout_ms, log_count, pid, argv"
+    "exit_code, signal, timeout_ms, log_count, ended_by, argv"
 )
-
-
-class LookupFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +37,7 @@ class StoredExecution:
     """An execution as stored, with the internal fields the daemon needs."""
 
     id: int
-    pid: int | None
+    started_ms: int | None  # as stored, for recovery's arithmetic
     argv_json: str
     info: Execution
 
@@ -53,15 +50,20 @@ class StoredExecution:
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """How an execution ended; written in the same transaction as its last log lines."""
+    """How an execution ended; written in the same transaction as its last log lines.
+
+    The committer fills in what only it knows when it queues the ending: `log_count` (the
+    lines received) and, unless given, `ended_at` (now).
+    """
 
     execution_id: int
     status: Status
+    ended_by: EndedBy
     reason: str
-    ended_at: int
-    log_count: int
     exit_code: int | None = None
     signal: int | None = None
+    ended_at: int | None = None
+    log_count: int | None = None
 
 
 def _seconds(ms: int | None) -> float | None:
@@ -70,7 +72,7 @@ def _seconds(ms: int | None) -> float | None:
 
 def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> StoredExecution:
     (eid, handle, workflow_id, status, reason, created, started, ended) = row[:8]
-    (exit_code, signal, timeout_ms, log_count, pid, argv) = row[8:]
+    (exit_code, signal, timeout_ms, log_count, ended_by, argv) = row[8:]
     info = Execution(
         handle=handle,
         workflow_id=workflow_id,
@@ -84,8 +86,9 @@ def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> Store
         log_count=log_count,
         timeout=_seconds(timeout_ms),
         params=params or {},
+        ended_by=ended_by,
     )
-    return StoredExecution(id=eid, pid=pid, argv_json=argv, info=info)
+    return StoredExecution(id=eid, started_ms=started, argv_json=argv, info=info)
 
 
 def create(
@@ -98,7 +101,7 @@ def create(
     timeout_ms: int | None,
     now: int,
 ) -> StoredExecution:
-    with conn:
+    with transaction(conn):
         # created_at never decreases with id (a clock stepped back does not reorder history),
         # so a time range is an id range: see _id_at_or_after.
         conn.execute(
@@ -117,7 +120,7 @@ def create(
 
 
 def mark_running(conn: apsw.Connection, execution_id: int, now: int) -> None:
-    with conn:
+    with transaction(conn):
         conn.execute(
             "UPDATE executions SET status = 'Running', reason = NULL, started_at = ? WHERE id = ?",
             (now, execution_id),
@@ -125,17 +128,27 @@ def mark_running(conn: apsw.Connection, execution_id: int, now: int) -> None:
 
 
 def set_pid(conn: apsw.Connection, execution_id: int, pid: int) -> None:
-    with conn:
+    with transaction(conn):
         conn.execute("UPDATE executions SET pid = ? WHERE id = ?", (pid, execution_id))
 
 
 def apply_finishes(conn: apsw.Connection, finishes: Sequence[Finish]) -> None:
     """Record how executions ended. The caller holds the transaction."""
     conn.executemany(
-        "UPDATE executions SET status = ?, reason = ?, ended_at = ?, exit_code = ?,"
-        " signal = ?, log_count = ?, pid = NULL WHERE id = ?",
+        "UPDATE executions SET status = ?, ended_by = ?, reason = ?, ended_at = ?,"
+        " exit_code = ?, signal = ?, log_count = coalesce(?, log_count), pid = NULL"
+        " WHERE id = ?",
         [
-            (f.status, f.reason, f.ended_at, f.exit_code, f.signal, f.log_count, f.execution_id)
+            (
+                f.status,
+                f.ended_by,
+                f.reason,
+                f.ended_at,
+                f.exit_code,
+                f.signal,
+                f.log_count,
+                f.execution_id,
+            )
             for f in finishes
         ],
     )
@@ -144,8 +157,7 @@ def apply_finishes(conn: apsw.Connection, finishes: Sequence[Finish]) -> None:
 # An execution's parameters as one JSON object, in field order, read in the same statement
 # as its row: a status request is then one statement (see Store.lookup). The order comes from
 # a subquery that the primary key already returns in position order: `json_group_object(...
-# ORDER BY position)` would sort them again in a temporary b-tree (status of a random handle
-# of 1M, p50: 27 -> 21 us).
+# ORDER BY position)` would sort them again in a temporary b-tree.
 _WITH_PARAMS = (
     f"{_COLUMNS}, (SELECT json_group_object(name, value) FROM (SELECT name, value"
     " FROM execution_params WHERE execution_id = executions.id ORDER BY position))"
@@ -160,14 +172,14 @@ def _from_row_with_params(row: Sequence[Any]) -> StoredExecution:
 def get_by_id(conn: apsw.Connection, execution_id: int) -> StoredExecution:
     row = conn.execute(f"SELECT {_WITH_PARAMS} FROM executions WHERE id = ?", (execution_id,)).get
     if row is None:
-        raise LookupFailed("not_found", f"no execution with internal id {execution_id}")
+        raise Refused(ErrorCode.NOT_FOUND, f"no execution with internal id {execution_id}")
     return _from_row_with_params(cast(Sequence[Any], row))
 
 
 def resolve(conn: apsw.Connection, handle: str) -> StoredExecution:
     """Find an execution by its full handle or a unique prefix of it, in one statement."""
     if not handle:
-        raise LookupFailed("not_found", "empty handle")
+        raise Refused(ErrorCode.NOT_FOUND, "empty handle")
     rows = conn.execute(
         f"SELECT {_WITH_PARAMS} FROM executions WHERE handle >= ? AND handle < ?"
         " ORDER BY handle LIMIT 2",
@@ -177,10 +189,17 @@ def resolve(conn: apsw.Connection, handle: str) -> StoredExecution:
     if exact:
         rows = exact
     if not rows:
-        raise LookupFailed("not_found", f"no execution with handle {handle!r}")
+        raise Refused(ErrorCode.NOT_FOUND, f"no execution with handle {handle!r}")
     if len(rows) > 1:
-        raise LookupFailed("ambiguous", f"handle prefix {handle!r} matches more than one execution")
+        raise Refused(
+            ErrorCode.AMBIGUOUS, f"handle prefix {handle!r} matches more than one execution"
+        )
     return _from_row_with_params(rows[0])
+
+
+def orphans(conn: apsw.Connection) -> list[StoredExecution]:
+    """Executions recorded Running: after a crash, those the dead daemon was running."""
+    return [s for s in active(conn) if s.info.status == "Running"]
 
 
 def active(conn: apsw.Connection) -> list[StoredExecution]:
@@ -208,8 +227,12 @@ def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], s
     where: list[str] = []
     args: list[object] = []
     if f.before is not None:
+        try:
+            before = resolve(conn, f.before)
+        except Refused as exc:
+            raise Refused(exc.code, f"'before': {exc}") from exc
         where.append("id < ?")
-        args.append(resolve(conn, f.before).id)
+        args.append(before.id)
     if f.workflow_id is not None:
         where.append("workflow_id = ?")
         args.append(f.workflow_id)
@@ -266,3 +289,19 @@ def param_history(
         if value not in seen and len(seen) < limit:
             seen.append(value)
     return values
+
+
+def finish_orphan(
+    conn: apsw.Connection, orphan: StoredExecution, last_alive: int | None, reason: str
+) -> None:
+    """Record an execution left Running by a dead daemon as Failed, ended at the last moment
+    it was known alive: its last log entry or `last_alive`, whichever is later, never earlier
+    than its start."""
+    with transaction(conn):
+        next_seq, last_ts = logs.last_entry(conn, orphan.id)
+        started = orphan.started_ms or int(orphan.info.created_at * 1000)
+        ended = max(started, last_ts or 0, last_alive or 0)
+        finish = Finish(
+            orphan.id, "Failed", "daemon_died", reason, ended_at=ended, log_count=next_seq
+        )
+        apply_finishes(conn, [finish])

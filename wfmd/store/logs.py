@@ -35,6 +35,11 @@ def row_key(execution_id: int, seq: int) -> int:
     return (execution_id << SEQ_BITS) | seq
 
 
+def split_key(key: int) -> tuple[int, int]:
+    """`(execution_id, first_seq)` of a row key."""
+    return key >> SEQ_BITS, key & SEQ_MASK
+
+
 def key_range(execution_id: int) -> tuple[int, int]:
     return execution_id << SEQ_BITS, (execution_id << SEQ_BITS) | SEQ_MASK
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import stat
 import subprocess
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ import trio
 
 from wfmctl.paths import data_dir
 from wfmctl.protocol import SkippedFile, Workflow
-from wfmd.runs.process import kill_group
+from wfmd.runs import process
 from wfmd.workflows.params import scalar_text
 
 METADATA_FLAG = "--workflow-metadata"
@@ -36,10 +35,6 @@ METADATA_FLAG = "--workflow-metadata"
 # Workflows shipped with wfm. They are installed with their executable bit: pip (and every
 # installer we know of) restores it from the wheel, so they need no special treatment.
 EXAMPLES_DIR = Path(__file__).parent / "examples"
-
-# A probe is one interpreter start-up; 5 s is far above that even on a loaded machine, and
-# short enough that a hung probe does not make `wfmctl workflows --rescan` feel broken.
-DEFAULT_PROBE_TIMEOUT = 5.0
 
 # Probes run at once up to this many: a directory of 100 workflows is scanned in a few
 # rounds instead of 100 sequential start-ups, without forking 100 interpreters at once.
@@ -191,14 +186,10 @@ async def _run_probe(path: Path, *, probe_timeout: float) -> tuple[int, bytes, b
     Cancellation (and every other exit): the probe's process group gets SIGKILL, then the
     probe is reaped under a shield, bounded by REAP_GRACE.
     """
-    process = await trio.lowlevel.open_process(
-        [os.fspath(path), METADATA_FLAG],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    probe = await process.open_in_session(
+        [os.fspath(path), METADATA_FLAG], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
-    assert process.stdout is not None and process.stderr is not None
+    assert probe.stdout is not None and probe.stderr is not None
     stdout, stderr = bytearray(), bytearray()
     too_long = False
     try:
@@ -207,30 +198,28 @@ async def _run_probe(path: Path, *, probe_timeout: float) -> tuple[int, bytes, b
 
                 async def read_stdout() -> None:
                     nonlocal too_long
-                    assert process.stdout is not None
-                    if not await _read_bounded(process.stdout, stdout, MAX_METADATA_BYTES):
+                    assert probe.stdout is not None
+                    if not await _read_bounded(probe.stdout, stdout, MAX_METADATA_BYTES):
                         too_long = True
                         nursery.cancel_scope.cancel()
 
                 nursery.start_soon(read_stdout)
-                nursery.start_soon(_read_bounded, process.stderr, stderr, MAX_STDERR_BYTES, True)
+                nursery.start_soon(_read_bounded, probe.stderr, stderr, MAX_STDERR_BYTES, True)
             if not too_long:
-                await process.wait()
+                await probe.wait()
         if too_long:
             return f"printed more than {MAX_METADATA_BYTES} bytes of metadata"
         if deadline.cancelled_caught:
             return f"timed out after {float(probe_timeout)} s"
-        assert process.returncode is not None
-        return process.returncode, bytes(stdout), bytes(stderr)
+        assert probe.returncode is not None
+        return probe.returncode, bytes(stdout), bytes(stderr)
     finally:
+        # Also on success: whatever the probe started in its session goes with it. (Once the
+        # leader is reaped, the group id cannot be reused while any member lives.)
+        await process.kill_and_reap(probe, within=REAP_GRACE)
         with trio.CancelScope(shield=True):
-            # Also on success: whatever the probe started in its session goes with it. (Once
-            # the leader is reaped, the group id cannot be reused while any member lives.)
-            kill_group(process.pid, signal.SIGKILL)
-            with trio.move_on_after(REAP_GRACE):
-                await process.wait()
-            await process.stdout.aclose()
-            await process.stderr.aclose()
+            await probe.stdout.aclose()
+            await probe.stderr.aclose()
 
 
 async def _read_bounded(
@@ -254,14 +243,8 @@ async def _read_bounded(
 
 
 def _exit_reason(returncode: int, stderr: bytes) -> str:
-    """`exited with status 3: <first stderr line>`, or `killed by signal SIGSEGV: ...`."""
-    if returncode < 0:
-        try:
-            what = f"killed by signal {signal.Signals(-returncode).name}"
-        except ValueError:
-            what = f"killed by signal {-returncode}"
-    else:
-        what = f"exited with status {returncode}"
+    """`exited with status 3: <first stderr line>`, or `killed by signal 11 (SIGSEGV): ...`."""
+    what = process.describe_exit(returncode)
     lines = stderr.decode("utf-8", "replace").strip().splitlines()
     return f"{what}: {lines[0].strip()[:MAX_REASON_LINE]}" if lines else what
 

@@ -5,7 +5,7 @@ through a shell, so a value is always exactly one argv element whatever it conta
 newlines, quotes, `;`, or a leading `-`. Validation happens before anything is spawned, and
 reports every problem at once so that a caller can fix them in one go.
 
-Callers (the wire protocol, MCP) send JSON, so values may be strings, numbers, booleans or
+Requests carry JSON, so values may be strings, numbers, booleans or
 null. Numbers and booleans are converted to text (the original tool silently dropped them);
 null means "not given"; lists and objects are refused.
 """
@@ -15,16 +15,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from wfmctl.protocol import Field, Workflow
+from wfmctl.protocol import ErrorCode, Field, Workflow
+from wfmd.errors import Refused
 
 
-class ParamError(Exception):
+class ParamError(Refused):
     """The parameters do not fit the workflow. The message lists every problem."""
 
     def __init__(self, workflow_id: str, problems: list[str]) -> None:
         self.workflow_id = workflow_id
         self.problems = problems
-        super().__init__(f"invalid parameters for workflow {workflow_id!r}: " + "; ".join(problems))
+        message = f"invalid parameters for workflow {workflow_id!r}: " + "; ".join(problems)
+        super().__init__(ErrorCode.INVALID_PARAMS, message)
 
 
 def scalar_text(value: str | bool | int | float) -> str:
@@ -102,6 +104,12 @@ def build_argv(workflow: Workflow, params: Mapping[str, str]) -> list[str]:
         if field.name in params:
             argv += [cli_flag(field), params[field.name]]
     return argv
+
+
+def positioned(workflow: Workflow, params: Mapping[str, str]) -> list[tuple[int, str, str]]:
+    """`(position, name, value)` of the given fields, position being the field's index in
+    the workflow's metadata: the order they are stored and shown in."""
+    return [(i, f.name, params[f.name]) for i, f in enumerate(workflow.fields) if f.name in params]
 
 
 def _check_value(field: Field, value: object) -> tuple[str, str | None]:

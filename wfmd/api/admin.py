@@ -1,0 +1,23 @@
+"""The daemon itself: ping."""
+
+from __future__ import annotations
+
+import time
+
+from wfmctl.protocol import Pong
+from wfmd.api.context import Services
+
+
+async def ping(s: Services) -> Pong:
+    error = s.writer.storage_error
+    return Pong(
+        daemon_version=s.version,
+        pid=s.pid,
+        uptime=time.monotonic() - s.started,
+        database=str(s.store.path),
+        socket=str(s.socket_path),
+        running=s.supervisor.running_count,
+        queued=s.supervisor.queued_count,
+        storage_ok=error is None,
+        storage_error=error,
+    )

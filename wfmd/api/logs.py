@@ -1,0 +1,56 @@
+"""An execution's log: pages of it, and following it live."""
+
+from __future__ import annotations
+
+from wfmctl.protocol import FINISHED_STATUSES, Finished, Follow, GetLogs, LogBatch, LogPage
+from wfmd.api.context import Services
+from wfmd.api.server import Send
+from wfmd.store import logs, status_and_logs
+
+# Entries that one log page may carry, so that a request cannot make the daemon build a
+# reply larger than a frame.
+MAX_LOG_PAGE = 10_000
+
+# Entries per frame of a follow stream: large enough to keep up with a fast workflow, small
+# enough that one frame stays far below the frame limit at typical line lengths.
+FOLLOW_PAGE = 2_000
+
+
+async def page(s: Services, request: GetLogs) -> LogPage:
+    stored = await s.resolve(request.handle)
+    after = -1 if request.after is None else request.after
+    if request.tail is not None:
+        entries = await s.store.read(logs.read_tail, stored.id, min(request.tail, MAX_LOG_PAGE))
+    else:
+        limit = min(request.limit, MAX_LOG_PAGE)
+        entries = await s.store.read(logs.read_after, stored.id, after, limit)
+    next_after = entries[-1].seq if entries else after
+    info = s.live(stored)
+    finished = info.status in FINISHED_STATUSES and next_after + 1 >= info.log_count
+    return LogPage(entries=entries, next_after=next_after, finished=finished)
+
+
+async def follow(s: Services, request: Follow, send: Send) -> None:
+    """Stream committed entries after `request.after` until the execution has ended.
+
+    Reads come from the database, so history and live output join with no gap and no
+    duplicate, and a follower that reads slowly only delays itself.
+    """
+    stored = await s.resolve(request.handle)
+    after = request.after
+    while True:
+        info, entries = await s.store.read(status_and_logs, stored.id, after, FOLLOW_PAGE)
+        if entries:
+            await send(LogBatch(entries=entries))
+            after = entries[-1].seq
+            continue
+        if info.status in FINISHED_STATUSES:
+            await send(Finished(execution=info))
+            return
+        progress = s.writer.progress_event(stored.id)
+        committed = s.writer.committed_count(stored.id)
+        if committed is not None and committed > after + 1:
+            continue  # committed after our read
+        if committed is None and info.status == "Running":
+            continue  # ended after our read
+        await progress.wait()

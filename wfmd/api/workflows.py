@@ -1,0 +1,35 @@
+"""What can be run: workflows, and the values their parameters had before."""
+
+from __future__ import annotations
+
+from wfmctl.protocol import (
+    ErrorCode,
+    ListWorkflows,
+    ParamHistory,
+    ParamHistoryReply,
+    WorkflowList,
+)
+from wfmd.api.context import Services
+from wfmd.errors import Refused
+from wfmd.store import executions
+
+# Distinct values per field that one `param_history` reply may carry.
+MAX_PARAM_VALUES = 100
+
+
+async def workflows(s: Services, request: ListWorkflows) -> WorkflowList:
+    catalog = await s.catalog.rescan() if request.rescan else s.catalog.current
+    found = list(catalog.workflows.values())
+    if request.workflow_id is not None:
+        found = [w for w in found if w.id == request.workflow_id]
+        if not found:
+            raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
+    return WorkflowList(workflows=found, skipped=catalog.skipped, conflicts=catalog.conflicts)
+
+
+async def param_history(s: Services, request: ParamHistory) -> ParamHistoryReply:
+    limit = max(1, min(request.limit, MAX_PARAM_VALUES))
+    values = await s.store.read(
+        executions.param_history, request.workflow_id, request.field_name, limit
+    )
+    return ParamHistoryReply(workflow_id=request.workflow_id, values=values)

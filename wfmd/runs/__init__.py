@@ -1,0 +1,1 @@
+"""Executing workflows: the queue and its slots, and one child process's life."""

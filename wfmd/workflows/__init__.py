@@ -1,0 +1,1 @@
+"""What can be run: discovering workflows, the current catalog, checking parameters."""
