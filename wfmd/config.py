@@ -34,10 +34,9 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     cancel_grace: float = 10.0
     # Seconds a run may take unless the request says otherwise; 0 means no limit.
     default_timeout: float = 0.0
-    # Longest a printed line waits for its group commit to begin, in seconds. Endings are
-    # committed at once. 200 workflows x 10 lines/s: 25 -> 50 ms took the daemon from
-    # 8.8-9.5% to 7.9% of a core; follow latency went from p50 22 / p99 37 ms to 42 / 72 ms
-    # (bars 60 / 150 ms).
+    # Longest a printed line waits for its group commit to begin, in seconds (endings are
+    # committed at once): trades CPU per quiet workflow against follow latency, both measured
+    # by bench_scale (tests/bench/RESULTS.md).
     commit_interval: float = 0.05
     # Seconds a workflow gets to answer --workflow-metadata.
     probe_timeout: float = 5.0

@@ -1,4 +1,4 @@
-"""Structured events: `__WF_EVENT__:{json}` lines on a workflow's stderr (DESIGN.md §2).
+"""Structured events: `__WF_EVENT__:{json}` lines on a workflow's stderr (see WORKFLOWS.md).
 
 Only recognition lives here. A line that carries the marker but is not a valid event of a
 known type stays a raw stderr line: nothing a workflow prints is ever dropped.

@@ -2,11 +2,11 @@
 
 Why not one Trio task per pipe: with hundreds of quiet children every read is one line, and
 each read then costs a task wake-up, an epoll re-registration and a channel hand-off in the
-event loop (measured: 200 workflows printing 10 lines/s each took 23% of a core). This thread
+event loop (see tests/bench/RESULTS.md for what that cost). This thread
 keeps one level-triggered epoll over all pipes and reads whatever is ready into a list that
 the writer takes when it commits. Trio is woken only when that list stops being empty, when a
-pipe ends, or when a batch's worth has piled up: waking the event loop from a thread costs
-~75-120 us of its CPU (measured), so once per commit, not once per read. When no pipe was
+pipe ends, or when a batch's worth has piled up: waking the event loop from a thread is
+costly, so it happens once per commit, not once per read. When no pipe was
 busy the thread waits a moment (COALESCE) before polling again, so that quiet pipes are read
 a few lines at a time instead of one, and less than that when a pipe fills faster.
 
@@ -42,10 +42,8 @@ from wfmd.store import now_ms
 log = logging.getLogger(__name__)
 
 # After a round of reads, wait up to this long before the next poll, so that quiet pipes
-# deliver several lines per read; it adds at most this much to follow latency (bar: 60 ms at
-# p50) and to noticing a child's EOF. 200 workflows x 10 lines/s: 5 ms -> 10 ms took the
-# daemon's CPU from 8.7-9.3% to 7.2-8.2% of a core, 10 -> 20 ms (with 50 ms commits) from
-# 7.7-8.1% to 7.2-7.6%.
+# deliver several lines per read; it adds at most this much to follow latency and to noticing
+# a child's EOF. Tuned with bench_scale's many-workflows CPU figure (tests/bench/RESULTS.md).
 COALESCE = 0.020
 
 # ... but no longer than a pipe read in this round takes to fill this share of its capacity

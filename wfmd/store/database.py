@@ -23,18 +23,16 @@ import apsw.bestpractice
 BUSY_TIMEOUT_MS = 5_000
 
 # Page size of a new database (SQLite's default is 4 KiB). Log rows are blobs of up to 64 KiB,
-# written to the WAL and checkpointed page by page: measured, committing 839 MB of such rows
-# took 1.57 s of CPU with 4 KiB pages, 0.97 s with 16 KiB (file 2% larger), 0.91 s with
-# 64 KiB (file 13% larger). An existing database keeps its page size.
+# written to the WAL and checkpointed page by page: larger pages cost less CPU per committed
+# byte for a slightly larger file (bench_ingest). An existing database keeps its page size.
 PAGE_SIZE = 16 * 1024
 
 # WAL size before an automatic checkpoint (SQLite's default: 1,000 pages of 4 KiB, 4 MB).
 # Checkpoints run inside the writer's commits, each with an fsync, and copy the latest version
-# of every page written since the last one: with 200 chatty workflows every commit rewrites
-# the same few hundred leaf pages. Measured with 16 KiB pages, 4 MB -> 16 MB: 1M-line
-# ingestion 3.0-3.3 -> 4.2M lines/s (writer thread CPU 1.5-1.9 -> 1.0 s per 10M lines),
-# 200 workflows x 10 lines/s 9.8% -> 8.7% of a core; 64 MB bought nothing more. Queries read
-# through their own connection, so a longer checkpoint no longer delays them.
+# of every page written since the last one: with many chatty workflows every commit rewrites
+# the same few hundred leaf pages, so fewer, larger checkpoints raise ingestion (bench_ingest,
+# bench_scale). Queries read through their own connection, so a longer checkpoint does not
+# delay them.
 WAL_AUTOCHECKPOINT_BYTES = 16 * 1024 * 1024
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -104,8 +102,7 @@ def transaction(conn: apsw.Connection) -> Iterator[None]:
 
     BEGIN and COMMIT go through `execute`, which releases the GIL while SQLite works; apsw's
     `with conn:` holds it through the whole commit, WAL writes and checkpoint included, and so
-    stalls every other thread of the daemon (measured: a thread ticking every 0.5 ms while
-    another commits 1 MiB batches saw p99 gaps of 9.6 ms under `with conn:`, 1.4 ms with this).
+    stalls every other thread of the daemon (the figures are in tests/bench/RESULTS.md).
     """
     conn.execute("BEGIN")
     try:
@@ -143,8 +140,8 @@ def _open(path: Path) -> apsw.Connection:
         _refuse_newer(conn, path)
         if not existed or not conn.execute("SELECT count(*) FROM sqlite_schema").get:
             # Must precede the first table and WAL (which initialises the file): SQLite can
-            # change these later only with a full VACUUM. Retention frees pages with
-            # incremental_vacuum.
+            # change these later only with a full VACUUM. Incremental auto-vacuum lets freed
+            # pages be given back without one.
             conn.pragma("page_size", PAGE_SIZE)
             conn.pragma("auto_vacuum", "INCREMENTAL")
         _apply_best_practice(conn)

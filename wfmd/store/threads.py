@@ -3,9 +3,9 @@
 
 `trio.to_thread.run_sync` under a CapacityLimiter(1) would also serialise the calls, but it
 pays a full thread hand-off for each one, and with one connection those hand-offs are the
-ceiling on requests per second (measured: ~4,800 status requests/s, with the daemon's loop
-mostly waiting). Here the thread takes every call queued while it was busy and hands all the
-results back to Trio in one wake-up, so under load the hand-off cost is shared by a batch.
+ceiling on requests per second (tests/bench/RESULTS.md). Here the thread takes every call
+queued while it was busy and hands all the results back to Trio in one wake-up, so under load
+the hand-off cost is shared by a batch.
 """
 
 from __future__ import annotations
