@@ -12,7 +12,7 @@ from typing import Any
 
 from conftest import WFMCTL, Daemon, metadata, write_workflow
 
-from wfmctl.cli.main import (
+from wfmctl.cli.exit_codes import (
     EXIT_CANCELLED,
     EXIT_DATAERR,
     EXIT_NOINPUT,

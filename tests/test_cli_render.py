@@ -21,8 +21,26 @@ if str(REPO) not in sys.path:  # pytest puts tests/ on sys.path, not the reposit
     sys.path.insert(0, str(REPO))
 
 from wfmctl import DaemonUnreachable, WfmError  # noqa: E402
-from wfmctl.cli import main as cli  # noqa: E402
 from wfmctl.cli import render  # noqa: E402
+from wfmctl.cli.args import (  # noqa: E402
+    merge_params,
+    parse_duration,
+    parse_param,
+    parse_params_json,
+    parse_time,
+)
+from wfmctl.cli.exit_codes import (  # noqa: E402
+    EXIT_CANCELLED,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    error_exit_code,
+    exit_code_for,
+)
+from wfmctl.cli.main import main, one_line  # noqa: E402
+from wfmctl.cli.parser import HANDLE_COMMANDS, build_parser, help_width, parse_simple  # noqa: E402
 from wfmctl.client import Client  # noqa: E402
 from wfmctl.protocol import (  # noqa: E402
     Execution,
@@ -313,18 +331,18 @@ def test_params_and_pong() -> None:
         (execution("Completed", exit_code=0), 0),
         (execution("Failed", exit_code=3, reason="exit status 3"), 3),
         (execution("Failed", signal=9, reason="killed by signal 9"), 137),
-        (execution("Failed", signal=15, reason="timed out after 30s"), cli.EXIT_TIMEOUT),
-        (execution("Failed", exit_code=1, reason="timed out after 1m00s"), cli.EXIT_TIMEOUT),
-        (execution("Cancelled", signal=15), cli.EXIT_CANCELLED),
-        (execution("Failed", reason="daemon died"), cli.EXIT_FAILED),
-        (execution("Failed", started_at=None, reason="spawn error: ENOENT"), cli.EXIT_FAILED),
-        (execution("Failed", exit_code=0, reason="odd"), cli.EXIT_FAILED),
-        (execution("Failed", exit_code=300), cli.EXIT_FAILED),
-        (execution("Running", ended_at=None), cli.EXIT_ERROR),
+        (execution("Failed", signal=15, reason="timed out after 30s"), EXIT_TIMEOUT),
+        (execution("Failed", exit_code=1, reason="timed out after 1m00s"), EXIT_TIMEOUT),
+        (execution("Cancelled", signal=15), EXIT_CANCELLED),
+        (execution("Failed", reason="daemon died"), EXIT_FAILED),
+        (execution("Failed", started_at=None, reason="spawn error: ENOENT"), EXIT_FAILED),
+        (execution("Failed", exit_code=0, reason="odd"), EXIT_FAILED),
+        (execution("Failed", exit_code=300), EXIT_FAILED),
+        (execution("Running", ended_at=None), EXIT_ERROR),
     ],
 )
 def test_exit_code_for(e: Execution, code: int) -> None:
-    assert cli.exit_code_for(e) == code
+    assert exit_code_for(e) == code
 
 
 @pytest.mark.parametrize(
@@ -341,11 +359,11 @@ def test_exit_code_for(e: Execution, code: int) -> None:
     ],
 )
 def test_error_exit_code(code: str, exit: int) -> None:
-    assert cli.error_exit_code(WfmError(code, "x")) == exit
+    assert error_exit_code(WfmError(code, "x")) == exit
 
 
 def test_exit_codes_are_documented() -> None:
-    epilog = cli.build_parser().epilog or ""
+    epilog = build_parser().epilog or ""
     for code in (0, 1, 2, 65, 66, 69, 124, 125, 130):
         assert f"\n  {code} " in epilog
     assert "128+N" in epilog
@@ -361,11 +379,11 @@ def test_help_width_is_the_one_argparse_would_pick(
         monkeypatch.delenv("COLUMNS", raising=False)
     else:
         monkeypatch.setenv("COLUMNS", columns)
-    assert cli.help_width() == shutil.get_terminal_size().columns - 2
+    assert help_width() == shutil.get_terminal_size().columns - 2
 
 
 def test_one_line() -> None:
-    assert cli.one_line("bad params:\n  count: too big\n  mode: unknown\n") == (
+    assert one_line("bad params:\n  count: too big\n  mode: unknown\n") == (
         "bad params: count: too big; mode: unknown"
     )
 
@@ -375,60 +393,60 @@ def test_one_line() -> None:
 
 def test_parse_time(utc: None) -> None:
     now = T0
-    assert cli.parse_time("2h", now) == now - 7200
-    assert cli.parse_time("30m", now) == now - 1800
-    assert cli.parse_time("3d", now) == now - 3 * 86400
-    assert cli.parse_time("1W", now) == now - 7 * 86400
+    assert parse_time("2h", now) == now - 7200
+    assert parse_time("30m", now) == now - 1800
+    assert parse_time("3d", now) == now - 3 * 86400
+    assert parse_time("1W", now) == now - 7 * 86400
     day = datetime(2026, 11, 26, tzinfo=UTC).timestamp()
-    assert cli.parse_time("2026-11-26", now) == day
-    assert cli.parse_time("2026-11-26T14:03:07", now) == day + 14 * 3600 + 3 * 60 + 7
-    assert cli.parse_time("2026-11-26 14:03", now) == day + 14 * 3600 + 3 * 60
-    assert cli.parse_time("2026-11-26T14:00+01:00", now) == day + 13 * 3600
-    assert cli.parse_time("today", now) == day
-    assert cli.parse_time("yesterday", now) == cli.parse_time("today", now) - 86400
+    assert parse_time("2026-11-26", now) == day
+    assert parse_time("2026-11-26T14:03:07", now) == day + 14 * 3600 + 3 * 60 + 7
+    assert parse_time("2026-11-26 14:03", now) == day + 14 * 3600 + 3 * 60
+    assert parse_time("2026-11-26T14:00+01:00", now) == day + 13 * 3600
+    assert parse_time("today", now) == day
+    assert parse_time("yesterday", now) == parse_time("today", now) - 86400
     for bad in ["", "soon", "2h ago", "2026-13-01", "-2h", "12"]:
         with pytest.raises(ValueError, match="invalid time"):
-            cli.parse_time(bad, now)
+            parse_time(bad, now)
 
 
 def test_parse_time_naive_is_local(utc: None) -> None:
     os.environ["TZ"] = "Etc/GMT-2"  # POSIX sign: two hours east of UTC
     time.tzset()
     day = datetime(2026, 11, 26, tzinfo=UTC).timestamp()
-    assert cli.parse_time("2026-11-26") == day - 2 * 3600
+    assert parse_time("2026-11-26") == day - 2 * 3600
 
 
 def test_parse_duration() -> None:
-    assert cli.parse_duration("90") == 90
-    assert cli.parse_duration("90s") == 90
-    assert cli.parse_duration("1.5m") == 90
-    assert cli.parse_duration("2h") == 7200
+    assert parse_duration("90") == 90
+    assert parse_duration("90s") == 90
+    assert parse_duration("1.5m") == 90
+    assert parse_duration("2h") == 7200
     for bad in ["", "m", "-5", "5y"]:
         with pytest.raises(ValueError, match="invalid duration"):
-            cli.parse_duration(bad)
+            parse_duration(bad)
 
 
 def test_parse_param() -> None:
-    assert cli.parse_param("message=hello world") == ("message", "hello world")
-    assert cli.parse_param("expr=a=b") == ("expr", "a=b")
-    assert cli.parse_param("empty=") == ("empty", "")
+    assert parse_param("message=hello world") == ("message", "hello world")
+    assert parse_param("expr=a=b") == ("expr", "a=b")
+    assert parse_param("empty=") == ("empty", "")
     for bad in ["novalue", "=x", " =x"]:
         with pytest.raises(ValueError, match="NAME=VALUE"):
-            cli.parse_param(bad)
+            parse_param(bad)
 
 
 def test_params_json_and_merge() -> None:
-    assert cli.parse_params_json('{"count": 3, "flag": true}') == {"count": 3, "flag": True}
+    assert parse_params_json('{"count": 3, "flag": true}') == {"count": 3, "flag": True}
     for bad in ["[1]", "{bad", '"s"']:
         with pytest.raises(ValueError, match="--params-json"):
-            cli.parse_params_json(bad)
-    merged = cli.merge_params({"count": 3, "m": "json"}, [("m", "first"), ("m", "last")])
+            parse_params_json(bad)
+    merged = merge_params({"count": 3, "m": "json"}, [("m", "first"), ("m", "last")])
     assert merged == {"count": 3, "m": "last"}
-    assert cli.merge_params(None, None) == {}
+    assert merge_params(None, None) == {}
 
 
 def parse(*argv: str) -> Any:
-    return cli.build_parser().parse_args(list(argv))
+    return build_parser().parse_args(list(argv))
 
 
 def test_global_options_before_or_after_the_command() -> None:
@@ -443,12 +461,12 @@ def test_global_options_before_or_after_the_command() -> None:
     assert not hasattr(args, "json") and not hasattr(args, "socket")
 
 
-@pytest.mark.parametrize("command", cli.HANDLE_COMMANDS)
+@pytest.mark.parametrize("command", HANDLE_COMMANDS)
 def test_handle_command_lines_parse_as_argparse_would(command: str) -> None:
     # Equal attributes: this also fails as soon as one of these commands gets an option (its
     # default would be missing) or another argument (argparse would refuse the line).
     for handle in ("ab", "987f277b-1156-43d4-83ac-b6469ac75dc2", "", "a b", "x=1", "@f", "a-"):
-        simple = cli.parse_simple([command, handle])
+        simple = parse_simple([command, handle])
         assert simple is not None
         assert vars(simple) == vars(parse(command, handle))
 
@@ -473,7 +491,7 @@ def test_handle_command_lines_parse_as_argparse_would(command: str) -> None:
     ],
 )
 def test_other_command_lines_go_to_argparse(argv: list[str]) -> None:
-    assert cli.parse_simple(argv) is None
+    assert parse_simple(argv) is None
 
 
 def test_run_arguments() -> None:
@@ -492,7 +510,7 @@ def test_run_arguments() -> None:
     )
     assert args.workflow == "echo"
     assert args.params == [("m", "hi"), ("n", "2")]
-    assert cli.merge_params(args.params_json, args.params) == {"n": "2", "m": "hi"}
+    assert merge_params(args.params_json, args.params) == {"n": "2", "m": "hi"}
     assert args.timeout == 120
     assert args.follow and not args.wait
 
@@ -523,16 +541,16 @@ def test_history_and_logs_arguments(utc: None) -> None:
     ],
 )
 def test_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(argv) == cli.EXIT_USAGE
+    assert main(argv) == EXIT_USAGE
     err = capsys.readouterr().err
     assert message in err
     assert "Traceback" not in err
 
 
 def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["--help"]) == 0
+    assert main(["--help"]) == 0
     assert "exit codes:" in capsys.readouterr().out
-    assert cli.main(["--version"]) == 0
+    assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == "wfmctl 0.1.0"
 
 
@@ -572,7 +590,7 @@ def test_cli_unreachable(tmp_path: Path) -> None:
         env=wfmctl_env(),
         timeout=SUBPROCESS_TIMEOUT,
     )
-    assert proc.returncode == cli.EXIT_UNAVAILABLE == 69
+    assert proc.returncode == EXIT_UNAVAILABLE == 69
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert len(lines) == 1, proc.stderr
@@ -622,7 +640,7 @@ def test_status_skips_argparse(tmp_path: Path) -> None:
         env=wfmctl_env(WFM_SOCKET=str(tmp_path / "nothing.sock")),
         timeout=SUBPROCESS_TIMEOUT,
     )
-    assert proc.returncode == cli.EXIT_UNAVAILABLE, proc.stderr
+    assert proc.returncode == EXIT_UNAVAILABLE, proc.stderr
     imported = {
         line.rsplit("|", 1)[-1].strip()
         for line in proc.stderr.splitlines()

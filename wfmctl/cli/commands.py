@@ -12,7 +12,8 @@ from typing import TextIO
 
 from wfmctl import protocol
 from wfmctl.cli import render
-from wfmctl.cli.main import EXIT_OK, Args, exit_code_for, merge_params
+from wfmctl.cli.args import Args, merge_params
+from wfmctl.cli.exit_codes import EXIT_OK, exit_code_for
 from wfmctl.client import Client, WfmError
 from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
 

@@ -1,0 +1,59 @@
+"""wfmctl's exit codes, and how an ended execution or an error maps to one.
+
+The `exit codes` section of `wfmctl --help` lists them for users (see `parser.EPILOG`).
+"""
+
+from __future__ import annotations
+
+from wfmctl.client import DISCONNECTED, UNREACHABLE, WfmError
+from wfmctl.protocol import ErrorCode, Execution
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # any other error reported by the daemon (or the connection)
+EXIT_USAGE = 2  # bad command line (argparse's own code)
+EXIT_DATAERR = 65  # EX_DATAERR: the workflow rejected the parameters
+EXIT_NOINPUT = 66  # EX_NOINPUT: no such execution/workflow, or an ambiguous handle prefix
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: wfmd not reachable, gone mid-request, or stopping
+EXIT_TIMEOUT = 124  # the workflow hit its timeout (the code timeout(1) uses)
+EXIT_FAILED = 125  # the workflow failed with no exit code: spawn error, daemon died, ...
+EXIT_SIGNAL_BASE = 128  # + N: the workflow was killed by signal N (the shell's convention)
+EXIT_CANCELLED = 130  # the execution was cancelled, or wfmctl got Ctrl-C (128 + SIGINT)
+EXIT_BROKEN_PIPE = 141  # stdout closed early (`wfmctl logs X | head`): 128 + SIGPIPE
+
+# The daemon's `reason` for an execution stopped by its timeout starts with this.
+TIMED_OUT_PREFIX = "timed out"
+
+ERROR_EXIT_CODES: dict[str, int] = {
+    ErrorCode.INVALID_PARAMS: EXIT_DATAERR,
+    ErrorCode.NOT_FOUND: EXIT_NOINPUT,
+    ErrorCode.AMBIGUOUS: EXIT_NOINPUT,
+    ErrorCode.SHUTTING_DOWN: EXIT_UNAVAILABLE,
+    UNREACHABLE: EXIT_UNAVAILABLE,
+    DISCONNECTED: EXIT_UNAVAILABLE,
+}
+
+
+def exit_code_for(execution: Execution) -> int:
+    """The exit code of `run --follow`, `run --wait` and `wait`: the workflow's own if it
+    exited, else one that says how it ended. The one place that interprets `reason`."""
+    match execution.status:
+        case "Completed":
+            return EXIT_OK
+        case "Cancelled":
+            return EXIT_CANCELLED
+        case "Failed":
+            # Checked before the signal: a timed-out workflow is also killed by a signal.
+            if (execution.reason or "").startswith(TIMED_OUT_PREFIX):
+                return EXIT_TIMEOUT
+            if execution.signal is not None:
+                return EXIT_SIGNAL_BASE + execution.signal
+            if execution.exit_code is not None and 0 < execution.exit_code < 256:
+                return execution.exit_code
+            return EXIT_FAILED
+        case _:  # not ended: the daemon answered Wait/Follow early, which it should not
+            return EXIT_ERROR
+
+
+def error_exit_code(error: WfmError) -> int:
+    """The exit code for an error from wfmd or the connection; EXIT_ERROR if not listed."""
+    return ERROR_EXIT_CODES.get(error.code, EXIT_ERROR)

@@ -1,0 +1,251 @@
+"""The `wfmctl` command line: the argparse parser, and `parse_simple` for the command lines
+that do not need it.
+
+argparse is imported only when the parser is built: the commonest command lines,
+`COMMAND HANDLE`, are parsed without it (see test_status_skips_argparse).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from wfmctl import __version__, paths
+from wfmctl.cli.args import (
+    Args,
+    parse_duration,
+    parse_param,
+    parse_params_json,
+    parse_status,
+    parse_time,
+)
+from wfmctl.cli.exit_codes import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CANCELLED,
+    EXIT_DATAERR,
+    EXIT_ERROR,
+    EXIT_FAILED,
+    EXIT_NOINPUT,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+EPILOG = f"""\
+handles:
+  A unique prefix of a handle is accepted wherever a handle is.
+
+times (--since, --until):
+  ISO-8601 dates or date-times in local time (2026-11-26, 2026-11-26T14:03,
+  "2026-11-26 14:03:07", or with an offset such as +01:00), "today", "yesterday",
+  or an age: 30s, 30m, 2h, 3d, 1w (that long before now).
+
+json (--json):
+  One JSON document per command; streams (run --follow, logs -f) print JSON lines:
+  log entries (objects with "seq"), then {{"type": "finished", "execution": ...}}.
+  Errors also print {{"type": "error", "code": ..., "message": ...}} on stdout.
+
+exit codes:
+  {EXIT_OK:<6}success
+  N     run --follow, run --wait and wait: the workflow's own exit status
+  {EXIT_ERROR:<6}other error reported by wfmd
+  {EXIT_USAGE:<6}bad command line
+  {EXIT_DATAERR:<6}invalid workflow parameters
+  {EXIT_NOINPUT:<6}no such execution or workflow, or ambiguous handle prefix
+  {EXIT_UNAVAILABLE:<6}wfmd not reachable (start it with: wfmd), lost, or shutting down
+  {EXIT_TIMEOUT:<6}the workflow timed out
+  {EXIT_FAILED:<6}the workflow failed without an exit status (spawn error, daemon died)
+  128+N the workflow was killed by signal N
+  {EXIT_CANCELLED:<6}the execution was cancelled, or Ctrl-C (the execution keeps running)
+  {EXIT_BROKEN_PIPE:<6}stdout was closed early (e.g. piped into head)
+
+environment:
+  {paths.SOCKET_ENV}  the socket's path, when --socket is not given
+"""
+
+# Commands that take a handle and nothing else.
+HANDLE_COMMANDS = ("status", "wait", "cancel", "params")
+
+
+def parse_simple(argv: Sequence[str]) -> Args | None:
+    """`COMMAND HANDLE` for one of HANDLE_COMMANDS, parsed as argparse would, without it.
+
+    These are the command lines scripts run most, and argparse is a large share of such a
+    run. Anything else (an option, `--help`, another shape) returns None and goes through
+    argparse, which also reports every usage error. The tests check that both give the same
+    attributes.
+    """
+    if len(argv) == 2 and argv[0] in HANDLE_COMMANDS and not argv[1].startswith("-"):
+        return Args(command=argv[0], handle=argv[1])
+    return None
+
+
+# --------------------------------------------------------------------------- argument types
+
+
+def _arg_type(fn: Any, name: str) -> Any:
+    """Wrap a parser so argparse reports its ValueError message as a usage error."""
+
+    def convert(text: str) -> Any:
+        import argparse  # already loaded: only argparse calls this
+
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def _count(minimum: int) -> Any:
+    def convert(text: str) -> int:
+        import argparse  # already loaded: only argparse calls this
+
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return convert
+
+
+# --------------------------------------------------------------------------- parser
+
+# Help text columns when neither $COLUMNS nor a terminal on stdout says (shutil's fallback).
+FALLBACK_COLUMNS = 80
+
+
+def help_width() -> int:
+    """The width argparse's formatter picks by itself, without `shutil.get_terminal_size()`.
+
+    argparse builds a formatter for every argument added (to check its metavar), and left to
+    pick its width, each imports shutil (with zlib, bz2 and lzma) and asks the terminal; see
+    test_status_skips_argparse. Same rule as shutil: $COLUMNS if a positive integer, else the
+    terminal on stdout, else 80; minus 2 as argparse does.
+    """
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    stdout = sys.__stdout__
+    if columns <= 0 and stdout is not None:
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns
+        except (ValueError, OSError):
+            columns = 0
+    return (columns if columns > 0 else FALLBACK_COLUMNS) - 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import argparse  # lazy: `parse_simple` command lines never need it
+
+    # argparse's formatters, given the width once so that they never import shutil.
+    width = help_width()
+    formatter = functools.partial(argparse.HelpFormatter, width=width)
+    raw_formatter = functools.partial(argparse.RawDescriptionHelpFormatter, width=width)
+
+    # Global options live on a parent parser shared by the top level and every subcommand,
+    # so they work on either side of the command. SUPPRESS keeps a subcommand that did not
+    # see the option from overwriting the value the top level parsed.
+    common = argparse.ArgumentParser(add_help=False, formatter_class=formatter)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
+    common.add_argument(
+        "--socket", metavar="PATH", default=argparse.SUPPRESS, help="wfmd's socket ($WFM_SOCKET)"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="wfmctl",
+        description="Run workflows under wfmd and query their history.",
+        epilog=EPILOG,
+        formatter_class=raw_formatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"wfmctl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, description=help, parents=[common], formatter_class=formatter
+        )
+
+    add("ping", "check that wfmd is running and show its state")
+
+    p = add("workflows", "list the workflows wfmd knows, or show one in detail")
+    p.add_argument("id", nargs="?", metavar="ID", help="show this workflow's fields")
+    p.add_argument("--rescan", action="store_true", help="rescan the workflow directories first")
+
+    p = add("run", "start a workflow and print its handle")
+    p.add_argument("workflow", metavar="WORKFLOW")
+    p.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        metavar="NAME=VALUE",
+        type=_arg_type(parse_param, "parameter"),
+        help="a parameter (repeatable; wins over --params-json)",
+    )
+    p.add_argument(
+        "--params-json",
+        metavar="JSON",
+        type=_arg_type(parse_params_json, "JSON"),
+        help="parameters as a JSON object, e.g. '{\"count\": 3}'",
+    )
+    p.add_argument(
+        "--timeout",
+        metavar="S",
+        type=_arg_type(parse_duration, "duration"),
+        help="stop it after this long (seconds, or 30m, 2h)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-f", "--follow", action="store_true", help="stream its logs until it ends")
+    mode.add_argument("-w", "--wait", action="store_true", help="wait until it ends")
+
+    p = add("status", "show an execution")
+    p.add_argument("handle", metavar="HANDLE")
+
+    p = add("logs", "print an execution's log")
+    p.add_argument("handle", metavar="HANDLE")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("-n", "--tail", metavar="N", type=_count(1), help="only the last N entries")
+    which.add_argument(
+        "--after", metavar="SEQ", type=_count(-1), help="only the entries after sequence SEQ"
+    )
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until it ends")
+
+    p = add("wait", "wait until an execution ends; exit with its exit status")
+    p.add_argument("handle", metavar="HANDLE")
+
+    p = add("cancel", "stop an execution")
+    p.add_argument("handle", metavar="HANDLE")
+
+    p = add("history", "list executions, newest first")
+    p.add_argument("--limit", metavar="N", type=_count(1), default=50, help="at most N (50)")
+    p.add_argument("--offset", metavar="N", type=_count(0), default=0, help="skip the first N")
+    p.add_argument("--before", metavar="HANDLE", help="continue a listing after this handle")
+    p.add_argument("--workflow", metavar="ID", help="only this workflow")
+    p.add_argument("--status", metavar="S", type=_arg_type(parse_status, "status"))
+    p.add_argument(
+        "--since", metavar="T", type=_arg_type(parse_time, "time"), help="created at/after"
+    )
+    p.add_argument(
+        "--until", metavar="T", type=_arg_type(parse_time, "time"), help="created before"
+    )
+
+    p = add("params", "show the parameters an execution was given")
+    p.add_argument("handle", metavar="HANDLE")
+
+    return parser
