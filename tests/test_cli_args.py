@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from test_cli_support import T0, execution, time_zone
 
 from wfmctl import WfmError
+from wfmctl.cli import commands
 from wfmctl.cli.args import (
     merge_params,
     parse_duration,
@@ -266,3 +268,33 @@ def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert "exit codes:" in capsys.readouterr().out
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == "wfmctl 0.1.0"
+
+
+# --------------------------------------------------------------------------- registries
+
+# A subcommand is named in three places: the parser's add(...) calls, commands.COMMANDS (its
+# function) and, if it takes only a handle, parser.HANDLE_COMMANDS (parsed without argparse).
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The parser's subcommands by name (argparse has no public way to list them)."""
+    [subparsers] = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    return dict(subparsers.choices)
+
+
+def test_every_subcommand_has_a_command_function_and_vice_versa() -> None:
+    assert sorted(subcommand_parsers()) == sorted(commands.COMMANDS)
+
+
+def test_handle_commands_are_the_subcommands_that_take_only_a_handle() -> None:
+    common = {"help", "json", "socket"}  # on every subcommand
+    only_a_handle = {
+        name
+        for name, parser in subcommand_parsers().items()
+        if {action.dest for action in parser._actions} - common == {"handle"}
+    }
+    assert only_a_handle == set(HANDLE_COMMANDS)
