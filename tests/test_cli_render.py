@@ -64,10 +64,8 @@ def test_summaries() -> None:
     assert render.summarize(execution("Completed"), now) == "Completed in 1.2s"
     failed = execution("Failed", exit_code=3, reason="exit status 3")
     assert render.summarize(failed, now) == "Failed after 1.2s: exit status 3"
-    assert (
-        render.summarize(execution("Failed", signal=9), now)
-        == "Failed after 1.2s: killed by SIGKILL"
-    )
+    killed = execution("Failed", signal=9, reason="killed by signal 9 (SIGKILL)")
+    assert render.summarize(killed, now) == "Failed after 1.2s: killed by signal 9 (SIGKILL)"
     running = execution("Running", ended_at=None)
     assert render.summarize(running, now) == "Running for 9.0s"
     spawn = execution("Failed", started_at=None, ended_at=None, reason="spawn error: ENOENT")

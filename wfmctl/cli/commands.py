@@ -74,16 +74,16 @@ def execute(args: Args, socket_path: str | None, view: View) -> int:
 
 def follow(client: Client, handle: str, after: int, view: View) -> Execution:
     """Print entries after `after` as they come; then a summary (stderr). Returns the end."""
-    for item in client.follow(handle, after):
-        if isinstance(item, Execution):
-            if view.json:
-                view.doc(protocol.Finished(execution=item))
-            else:
-                view.note(render.execution_line(item))
-            return item
+    items = client.follow(handle, after)  # log entries, then the Execution (or it raises)
+    item = next(items)
+    while isinstance(item, LogEntry):
         view.show(item, functools.partial(render.render_entry, item), flush=True)
-    # client.follow always ends with the Execution or raises; this is a safety net.
-    raise WfmError("disconnected", "the follow stream ended without its final frame")
+        item = next(items)
+    if view.json:
+        view.doc(protocol.Finished(execution=item))
+    else:
+        view.note(render.execution_line(item))
+    return item
 
 
 def print_entries(entries: list[LogEntry], view: View) -> None:

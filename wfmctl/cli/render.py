@@ -77,14 +77,8 @@ def duration_of(execution: Execution, now: float | None = None) -> float | None:
 
 
 def outcome(execution: Execution) -> str:
-    """Why it ended (or why it waits), from `reason` or else exit code / signal."""
-    if execution.reason:
-        return execution.reason
-    if execution.signal is not None:
-        return f"killed by {signal_name(execution.signal)}"
-    if execution.exit_code is not None and execution.status != "Running":
-        return f"exit status {execution.exit_code}"
-    return ""
+    """Why it ended (or why it waits): the daemon's `reason`, which every ending sets."""
+    return execution.reason or ""
 
 
 def summarize(execution: Execution, now: float | None = None) -> str:
