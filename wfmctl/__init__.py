@@ -1,7 +1,11 @@
 """wfmctl: the thin client of wfmd (library and command line).
 
+The top level is the library, which wfmd shares: the wire protocol (`protocol`), the default
+paths (`paths`), the version, and a socket client (`client`). Front ends live in
+sub-packages: the command line in `wfmctl.cli`, only imported by the `wfmctl` script.
+
 Importing it stays cheap: the protocol types (msgspec) and a socket client, never trio or
-apsw. The command line lives in `wfmctl.cli` and is only imported by the `wfmctl` script.
+apsw (see test_import_wfmctl_stays_light).
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def help_width() -> int:
 
     argparse builds a formatter for every argument added (to check its metavar), and left to
     pick its width, each imports shutil (with zlib, bz2 and lzma) and asks the terminal; see
-    test_status_skips_argparse. Same rule as shutil: $COLUMNS if a positive integer, else the
+    test_help_stays_light. Same rule as shutil: $COLUMNS if a positive integer, else the
     terminal on stdout, else 80; minus 2 as argparse does.
     """
     try:

@@ -58,7 +58,7 @@ def format_duration(seconds: float | None) -> str:
 
 
 def signal_name(signum: int) -> str:
-    import signal  # here: building its enum costs every `wfmctl` start ~0.5 ms otherwise
+    import signal  # lazy: only a signal number to show needs it; see test_status_skips_argparse
 
     try:
         return signal.Signals(signum).name
