@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 
 from wfmctl.protocol import FINISHED_STATUSES, Execution
+from wfmd.api.pages import SharedPages
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import Store, StoredExecution, executions
@@ -26,6 +27,10 @@ class Services:
     version: str
     pid: int = field(default_factory=os.getpid)
     started: float = field(default_factory=time.monotonic)
+    follow_pages: SharedPages = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.follow_pages = SharedPages(self.store)
 
     async def resolve(self, handle: str) -> StoredExecution:
         """The execution a full handle or a unique prefix names. Raises Refused."""

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from wfmctl.protocol import FINISHED_STATUSES, Finished, Follow, GetLogs, LogBatch, LogPage
+from wfmctl.protocol import FINISHED_STATUSES, Finished, Follow, GetLogs, LogPage
 from wfmd.api.context import Services
 from wfmd.api.server import Send
-from wfmd.store import logs, status_and_logs
+from wfmd.store import logs
 
 # Entries that one log page may carry, so that a request cannot make the daemon build a
 # reply larger than a frame.
 MAX_LOG_PAGE = 10_000
-
-# Entries per frame of a follow stream: large enough to keep up with a fast workflow, small
-# enough that one frame stays far below the frame limit at typical line lengths.
-FOLLOW_PAGE = 2_000
 
 
 async def page(s: Services, request: GetLogs) -> LogPage:
@@ -34,15 +30,17 @@ async def follow(s: Services, request: Follow, send: Send) -> None:
     """Stream committed entries after `request.after` until the execution has ended.
 
     Reads come from the database, so history and live output join with no gap and no
-    duplicate, and a follower that reads slowly only delays itself.
+    duplicate, and a follower that reads slowly only delays itself. Followers at the same
+    position share one read (`SharedPages`).
     """
     stored = await s.resolve(request.handle)
     after = request.after
     while True:
-        info, entries = await s.store.read(status_and_logs, stored.id, after, FOLLOW_PAGE)
-        if entries:
-            await send(LogBatch(entries=entries))
-            after = entries[-1].seq
+        page = await s.follow_pages.after(stored.id, after)
+        info = page.info
+        if page.batch is not None:
+            await send(page.batch)
+            after = page.last_seq
             continue
         if info.status in FINISHED_STATUSES:
             await send(Finished(execution=info))

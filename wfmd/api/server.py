@@ -16,6 +16,7 @@ import stat
 import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 import trio
@@ -30,7 +31,13 @@ LISTEN_BACKLOG = 512
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
-Send = Callable[[Response], Awaitable[None]]
+class Encoded(NamedTuple):
+    """A response already encoded as a frame, to be sent as it is (to many connections)."""
+
+    frame: bytes
+
+
+Send = Callable[[Response | Encoded], Awaitable[None]]
 Dispatch = Callable[[RequestType, Send], Awaitable[None]]
 
 
@@ -154,7 +161,10 @@ class Connection:
         self._dispatch = dispatch
         self._version = version
 
-    async def send(self, response: Response) -> None:
+    async def send(self, response: Response | Encoded) -> None:
+        if isinstance(response, Encoded):
+            await self._stream.send_all(response.frame)
+            return
         try:
             frame = protocol.encode_frame(response)
         except FrameError as exc:  # a reply we should never have built; say so, briefly
