@@ -145,7 +145,7 @@ async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Serv
     )
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as root:
-            await catalog.rescan()
+            await root.start(catalog.run)
             _report_catalog(catalog)
             writer_done = trio.Event()
 

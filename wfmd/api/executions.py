@@ -28,8 +28,8 @@ MAX_HISTORY_PAGE = 1_000
 
 async def run(s: Services, request: Run) -> Accepted:
     workflow = s.catalog.current.workflows.get(request.workflow_id)
-    if workflow is None:  # maybe installed since the last scan
-        workflow = (await s.catalog.rescan()).workflows.get(request.workflow_id)
+    if workflow is None:  # maybe installed since the last scan (or a typo: scans are shared)
+        workflow = (await s.catalog.recent()).workflows.get(request.workflow_id)
     if workflow is None:
         raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
     values = validate_params(workflow, request.params)

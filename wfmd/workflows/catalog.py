@@ -1,24 +1,100 @@
-"""The workflows the daemon can run right now: the latest discovery result."""
+"""The workflows the daemon can run right now: the latest discovery result, and coalesced
+rescans.
+
+A scan runs every probe (each one a process start, up to `probe_timeout` for a slow one), so
+scans are shared rather than queued: one task (`run`) does every scan, one at a time, and
+callers say how fresh a result they need.
+
+- `rescan()`, for an explicit `workflows --rescan` or SIGHUP, waits for a scan that *started
+  after it was called*: the caller has usually just installed a workflow, and a scan already
+  in flight may have listed the directory before the file was there. Everyone who asks while
+  a scan runs shares the one scan after it.
+- `recent()`, for a run of an id the catalog does not know (a new workflow, or a typo), joins
+  the scan in flight, reuses one that finished less than RESCAN_REUSE ago, and starts one
+  otherwise: a burst of typos costs one scan, not one each.
+
+Nothing else waits for a scan: `current` is replaced only when a scan has finished.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 from pathlib import Path
 
 import trio
 
 from wfmd.workflows.discovery import Catalog, discover
 
+log = logging.getLogger(__name__)
+
+# A run of an unknown id is answered from a scan finished this recently: long enough that a
+# burst of typos (or a script retrying one) shares a scan, short enough that a workflow
+# installed a moment ago is found by the user's next try.
+RESCAN_REUSE = 1.0
+
 
 class WorkflowCatalog:
-    """The current discovery result; rescans are serialised so two never race."""
+    """The current discovery result; scans are done by `run`, one at a time."""
 
     def __init__(self, dirs: list[Path], probe_timeout: float) -> None:
         self.dirs = dirs
         self._probe_timeout = probe_timeout
-        self._lock = trio.Lock()
         self.current = Catalog(workflows={}, skipped=[], conflicts=[])
+        self._scanning_since: float | None = None  # trio clock: the scan in flight began
+        self._started = -math.inf  # when the scan that produced `current` began
+        self._finished = -math.inf  # ... and ended
+        self._wanted = trio.Event()  # someone needs a scan after the one in flight
+        self._done = trio.Event()  # set (and replaced) whenever a scan ends
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Scan once, report ready, then scan whenever asked to, one scan at a time.
+
+        Cancellation: a scan in flight is abandoned (`discover` kills and reaps its probes);
+        `current` keeps the last complete result.
+        """
+        await self._scan()
+        task_status.started()
+        while True:
+            await self._wanted.wait()
+            self._wanted = trio.Event()
+            await self._scan()
 
     async def rescan(self) -> Catalog:
-        async with self._lock:
-            self.current = await discover(self.dirs, probe_timeout=self._probe_timeout)
+        """The result of a scan that started after this call.
+
+        Cancellation: only the wait is abandoned; the scan goes on for whoever else needs it.
+        """
+        asked = trio.current_time()
+        while self._started < asked:
+            done = self._done
+            # If a scan is in flight it began before we asked: `run` will start another one
+            # as soon as it ends, shared by everyone who asked meanwhile.
+            self._wanted.set()
+            await done.wait()
         return self.current
+
+    async def recent(self) -> Catalog:
+        """The scan in flight, or one that finished less than RESCAN_REUSE ago, or a new one.
+
+        Cancellation: as for `rescan`.
+        """
+        if self._scanning_since is not None:
+            await self._done.wait()
+            return self.current
+        if trio.current_time() - self._finished < RESCAN_REUSE:
+            return self.current
+        return await self.rescan()
+
+    async def _scan(self) -> None:
+        started = trio.current_time()
+        self._scanning_since = started
+        try:
+            self.current = await discover(self.dirs, probe_timeout=self._probe_timeout)
+        except Exception:  # a bug in discovery must not take the daemon down: keep the last
+            log.exception("scanning the workflow directories failed; keeping the last result")
+        finally:
+            self._scanning_since = None
+        self._started, self._finished = started, trio.current_time()
+        self._done.set()
+        self._done = trio.Event()
