@@ -8,15 +8,25 @@ reports every problem at once so that a caller can fix them in one go.
 Requests carry JSON, so values may be strings, numbers, booleans or
 null. Numbers and booleans are converted to text (the original tool silently dropped them);
 null means "not given"; lists and objects are refused.
+
+A number field's value, sent as text, must be written as JSON writes numbers (`NUMBER`):
+it reaches the workflow verbatim, and that one grammar is read alike by every language's
+number parser. Python's `float()` would also take " 5 ", "1_000", "+5", "007", "5." or
+Arabic-Indic digits, which a workflow's own parser may refuse or read differently ("010" is
+8 to C's strtol in base 0 and to shell arithmetic).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 
 from wfmctl.protocol import ErrorCode, Field, Workflow
 from wfmd.errors import Refused
+
+# A JSON number (RFC 8259): no leading '+', no leading zeros, ASCII digits only (unlike `\d`).
+NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class ParamError(Refused):
@@ -142,8 +152,13 @@ def _number_problem(text: str, low: float | None, high: float | None) -> str | N
         number = float(text)
     except ValueError:
         return f"{text!r} is not a number"
-    if not math.isfinite(number):
+    if not math.isfinite(number):  # "nan", "inf", or too large for a double ("1e999")
         return f"{text!r} is not a finite number"
+    if NUMBER.fullmatch(text) is None:  # fullmatch: `$` would let a trailing newline through
+        return (
+            f"{text!r} is not a number as JSON writes it (digits 0-9 with an optional '-', "
+            "fraction and exponent; no spaces, '+', '_' or leading zeros: e.g. 5, -2.5, 1e3)"
+        )
     if low is not None and number < low:
         return f"{text} is below the minimum of {scalar_text(low)}"
     if high is not None and number > high:
