@@ -7,19 +7,23 @@ workflow process inherits; after each test no process carrying the tag may be al
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
-from wfmctl import Client, DaemonUnreachable, WfmError
+from wfmctl import Client, DaemonUnreachable, WfmError, protocol
+from wfmctl.protocol import Execution, LogEntry
 
 BIN = Path(sys.executable).parent
 WFMD = str(BIN / "wfmd")
@@ -31,20 +35,83 @@ START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
 
 
+# --------------------------------------------------------------------------- processes
+
+
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...), or
+    None once the process is gone. The name is skipped by its last ")": it may hold spaces."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (zombies are already dead, and this
+    machine's init may never reap them)."""
+    fields = stat_fields(pid)
+    return fields is not None and fields[0] != "Z"
+
+
+def all_pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
 def tagged_pids(tag: str) -> list[int]:
+    """Live processes whose environment carries this daemon's tag (never this process)."""
     needle = f"{TAG_ENV}={tag}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+    for pid in all_pids():
+        if pid == os.getpid():
             continue
         try:
-            if needle in (entry / "environ").read_bytes().split(b"\0"):
-                status = (entry / "stat").read_text()
-                if status.rsplit(")", 1)[1].split()[0] != "Z":  # zombies are already dead
-                    found.append(int(entry.name))
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
+        if needle in environ and alive(pid):
+            found.append(pid)
     return found
+
+
+def kill_leftovers(tag: str) -> list[int]:
+    """SIGKILL every live process carrying `tag`; returns their pids, for the test to fail
+    on after it has cleaned up."""
+    leaked = tagged_pids(tag)
+    for pid in leaked:
+        os.kill(pid, signal.SIGKILL)
+    return leaked
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of process group `pgid`.
+
+    `os.killpg(pgid, 0)` would also count zombies.
+    """
+    members = []
+    for pid in all_pids():
+        fields = stat_fields(pid)
+        if fields is not None and fields[0] != "Z" and int(fields[3]) == pgid:
+            members.append(pid)
+    return members
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent of `pid`, or None once it is gone."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def proc_status(pid: int, key: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM, ...), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {key} in /proc/{pid}/status")
+
+
+# --------------------------------------------------------------------------- the daemon
 
 
 class Daemon:
@@ -135,17 +202,41 @@ class Daemon:
             [WFMCTL, *args], env=env, capture_output=True, text=True, timeout=timeout
         )
 
+    def _run(self, client: Client, workflow_id: str, params: Mapping[str, object]) -> Execution:
+        return client.wait(client.run(workflow_id, params).handle)
+
     def run_and_wait(self, workflow_id: str, **params: object) -> str:
+        """Run a workflow and wait for its end; its handle."""
         with self.client() as client:
-            execution = client.run(workflow_id, params)
-            client.wait(execution.handle)
-            return execution.handle
+            return self._run(client, workflow_id, params).handle
+
+    def run_to_end(
+        self,
+        workflow_id: str,
+        params: Mapping[str, object] | None = None,
+        *,
+        rescan: bool = False,
+    ) -> tuple[Execution, list[LogEntry]]:
+        """Run a workflow, wait for its end and read its whole log: the ended execution and
+        its entries, as many as its `log_count` says. `rescan` first rescans the workflow
+        directories, for a workflow written after the daemon started."""
+        with self.client() as client:
+            if rescan:
+                client.workflows(rescan=True)
+            ended = self._run(client, workflow_id, params or {})
+            entries = list(client.iter_logs(ended.handle, limit=10_000))
+        assert ended.log_count == len(entries), (ended, len(entries))
+        return ended, entries
+
+
+class MakeDaemon(Protocol):
+    """The `make_daemon` fixture: a new, not yet started daemon on the test's directories."""
+
+    def __call__(self, extra_args: list[str] | None = None, root: Path | None = None) -> Daemon: ...
 
 
 def write_workflow(directory: Path, name: str, body: str, metadata: dict[str, object]) -> Path:
     """An executable Python workflow: answers --workflow-metadata, otherwise runs `body`."""
-    import json
-
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     source = (
@@ -192,7 +283,7 @@ def examples_dir() -> Path:
 
 
 @pytest.fixture
-def make_daemon(tmp_path: Path, workflow_dir: Path, examples_dir: Path) -> Iterator[type[Daemon]]:
+def make_daemon(tmp_path: Path, workflow_dir: Path, examples_dir: Path) -> Iterator[MakeDaemon]:
     """Start daemons with `make_daemon(extra_args=[...])`; all are stopped and checked after."""
     daemons: list[Daemon] = []
 
@@ -206,48 +297,19 @@ def make_daemon(tmp_path: Path, workflow_dir: Path, examples_dir: Path) -> Itera
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.stop()
     for daemon in daemons:
-        leaked = tagged_pids(daemon.tag)
-        for pid in leaked:
-            os.kill(pid, signal.SIGKILL)
+        leaked = kill_leftovers(daemon.tag)
         assert not leaked, f"processes left behind by the test: {leaked}"
 
 
 @pytest.fixture
-def daemon(make_daemon: type[Daemon]) -> Daemon:
+def daemon(make_daemon: MakeDaemon) -> Daemon:
     return make_daemon().start()
 
 
-# --------------------------------------------------------------------------- processes, files
+# --------------------------------------------------------------------------- files
 
 # Bound on waiting for a file a workflow writes: generous for a loaded 2-core machine.
 FILE_TIMEOUT = 15.0
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group `pgid`.
-
-    `os.killpg(pgid, 0)` would also count zombies, which this machine's init may never reap.
-    """
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[3]) == pgid:
-            members.append(int(entry.name))
-    return members
 
 
 def wait_for_file(path: Path, timeout: float = FILE_TIMEOUT) -> str:
@@ -275,3 +337,57 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> None:
 def read_pids(path: Path) -> list[int]:
     """Whitespace-separated pids a workflow wrote to `path` (waiting for the file)."""
     return [int(p) for p in wait_for_file(path).split()]
+
+
+# --------------------------------------------------------------------------- raw frames
+# For tests that speak the protocol by hand, as a client in another language would: a stdlib
+# socket, with the header format, size bound and decoder from wfmctl.protocol.
+
+RAW_TIMEOUT = 10.0
+
+
+class Closed(Exception):
+    """The daemon closed the connection before a whole frame arrived."""
+
+
+def raw_connect(
+    path: Path, *, timeout: float = RAW_TIMEOUT, rcvbuf: int | None = None
+) -> socket.socket:
+    """A connected socket, its hello unread; `rcvbuf` shrinks its receive buffer."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect(str(path))
+    return sock
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """`n` bytes; Closed if the daemon hangs up first."""
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except ConnectionResetError:
+            # The daemon closed with bytes of ours still unread (after a bad frame): Linux
+            # reports that as a reset once the frames it sent before have been read.
+            raise Closed from None
+        if not chunk:
+            raise Closed
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_body(sock: socket.socket) -> bytes:
+    """The body of the next frame (a length over MAX_FRAME raises protocol.FrameError)."""
+    return recv_exactly(sock, protocol.frame_length(recv_exactly(sock, protocol.HEADER.size)))
+
+
+def recv_frame(sock: socket.socket) -> protocol.ResponseType:
+    """The next frame, which must decode as a valid response; Closed at EOF."""
+    return protocol.decode_response(recv_body(sock))
+
+
+def frame(body: bytes) -> bytes:
+    """`body` behind its length header."""
+    return protocol.HEADER.pack(len(body)) + body
