@@ -1,4 +1,4 @@
-"""The plan's end-to-end promise: a run survives a daemon restart, identical in every detail."""
+"""End to end: a run survives a daemon restart, identical in every detail."""
 
 from __future__ import annotations
 

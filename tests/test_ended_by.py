@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from conftest import Daemon, metadata, write_workflow
+from conftest import Daemon, MakeDaemon, metadata, write_workflow
 
 from wfmctl.protocol import Execution
 
@@ -47,9 +46,7 @@ def test_a_workflow_that_cannot_start_is_a_spawn_error(daemon: Daemon, workflow_
     assert (execution.status, execution.ended_by) == ("Failed", "spawn_error"), execution
 
 
-def test_recovery_names_the_dead_daemon(
-    make_daemon: Callable[..., Daemon], workflow_dir: Path
-) -> None:
+def test_recovery_names_the_dead_daemon(make_daemon: MakeDaemon, workflow_dir: Path) -> None:
     write_workflow(workflow_dir, "sleeper", SLEEPER, metadata("sleeper"))
     first = make_daemon().start()
     with first.client() as client:

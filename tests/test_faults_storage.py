@@ -24,7 +24,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WFMD, Daemon, alive, metadata, text_field, write_workflow
+from conftest import (
+    WFMD,
+    Daemon,
+    MakeDaemon,
+    alive,
+    metadata,
+    proc_status,
+    text_field,
+    write_workflow,
+)
 
 from wfmctl import WfmError
 from wfmctl.protocol import Pong
@@ -66,14 +75,6 @@ def wait_until(
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def status_field(pid: int, name: str) -> int:
-    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {name} for pid {pid}")
 
 
 def bytes_written(pid: int) -> int:
@@ -156,7 +157,7 @@ while True:
 
 
 def test_full_disk_holds_then_fails_running_work_and_recovers_without_restart(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
     write_workflow(workflow_dir, "chatty", CHATTY_BODY, metadata("chatty", text_field("pidfile")))
     write_workflow(
@@ -226,7 +227,7 @@ def test_full_disk_holds_then_fails_running_work_and_recovers_without_restart(
                 assert alive(pid)
                 assert bytes_written(pid) == held_at, "the held workflow kept writing"
                 assert client.status(chatty.handle).log_count == committed
-                rss_held = status_field(daemon.proc.pid, "VmRSS")
+                rss_held = proc_status(daemon.proc.pid, "VmRSS")
                 assert rss_held < MAX_RSS_BYTES, rss_held
 
                 # ... for a bounded time, then it is stopped.
@@ -280,7 +281,7 @@ def test_full_disk_holds_then_fails_running_work_and_recovers_without_restart(
 BIG_BODY = "for i in range(60000):\n    print('line', i, 'x' * 40)\n"
 
 
-def database_with_history(make_daemon: type[Daemon], workflow_dir: Path) -> Daemon:
+def database_with_history(make_daemon: MakeDaemon, workflow_dir: Path) -> Daemon:
     """A real wfm database (WAL mode, a few MB of logs), cleanly stopped."""
     write_workflow(workflow_dir, "big", BIG_BODY, metadata("big"))
     daemon = make_daemon().start()
@@ -302,9 +303,7 @@ def overwrite_middle_pages(path: Path, page_size: int = 4096) -> int:
     return 3 * pages // 4 - pages // 4
 
 
-def test_corrupt_database_is_refused_untouched(
-    make_daemon: type[Daemon], workflow_dir: Path
-) -> None:
+def test_corrupt_database_is_refused_untouched(make_daemon: MakeDaemon, workflow_dir: Path) -> None:
     """Regression: corruption first met by `PRAGMA optimize` (after the schema read) was an
     unmapped apsw.CorruptError: exit 1 with a traceback."""
     daemon = database_with_history(make_daemon, workflow_dir)
@@ -340,13 +339,13 @@ def test_non_database_file_is_refused_untouched(daemon_root: Daemon, content: by
 
 
 @pytest.fixture
-def daemon_root(make_daemon: type[Daemon]) -> Daemon:
+def daemon_root(make_daemon: MakeDaemon) -> Daemon:
     """A daemon that has not been started."""
     return make_daemon()
 
 
 def test_database_locked_by_another_process_is_refused_then_usable_once_released(
-    make_daemon: type[Daemon], workflow_dir: Path
+    make_daemon: MakeDaemon, workflow_dir: Path
 ) -> None:
     """Decision from the code: wfmd does not wait out a lock beyond SQLite's busy timeout
     (store/database.py BUSY_TIMEOUT_MS = 5 s); a lock held longer is DatabaseError('locked'),
@@ -509,7 +508,7 @@ def test_read_only_database_directory_exits_7(
 
 
 def test_existing_database_in_read_only_directory_exits_7_untouched(
-    make_daemon: type[Daemon],
+    make_daemon: MakeDaemon,
     workflow_dir: Path,
     unprivileged: tuple[Unprivileged, Path],
 ) -> None:

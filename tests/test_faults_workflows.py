@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, metadata, tagged_pids, write_workflow
+from conftest import Daemon, MakeDaemon, metadata, proc_status, tagged_pids, write_workflow
 
-from wfmctl.protocol import Execution, LogEntry
+from wfmctl.protocol import LogEntry
 
 MiB = 1024 * 1024
 
-# What the daemon promises for an over-long line (wfmd/ingest.py MAX_LINE).
+# What the daemon promises for an over-long line (wfmd/ingest/lines.py MAX_LINE).
 MAX_ENTRY = MiB
 
 # The daemon's memory while it swallows one enormous line.
@@ -32,28 +32,8 @@ PROBE_TIMEOUT = 1.0
 PROBE_MARGIN = 4.0
 
 
-def vm_field(pid: int, name: str) -> int:
-    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {name} for pid {pid}")
-
-
-def run(daemon: Daemon, workflow_id: str, rescan: bool = True) -> tuple[Execution, list[LogEntry]]:
-    """Run a workflow to its end; the ended execution and its whole log. Then the daemon
-    must still answer a ping."""
-    with daemon.client() as client:
-        if rescan:
-            client.workflows(rescan=True)
-        accepted = client.run(workflow_id)
-        ended = client.wait(accepted.handle)
-        entries = list(client.iter_logs(accepted.handle, limit=10_000))
-    assert_daemon_fine(daemon)
-    return ended, entries
-
-
 def assert_daemon_fine(daemon: Daemon) -> None:
+    """The daemon is up, answers a ping, runs nothing and can write."""
     assert daemon.proc is not None and daemon.proc.poll() is None
     with daemon.client(timeout=5) as client:
         pong = client.ping()
@@ -86,7 +66,8 @@ def test_exits_at_once_without_output(
     signal: int | None,
 ) -> None:
     write_workflow(workflow_dir, "instant", body, metadata("instant"))
-    ended, entries = run(daemon, "instant")
+    ended, entries = daemon.run_to_end("instant", rescan=True)
+    assert_daemon_fine(daemon)
     assert (ended.status, ended.reason) == (status, reason), ended
     assert (ended.exit_code, ended.signal) == (exit_code, signal)
     assert ended.log_count == 0 and entries == []
@@ -105,7 +86,8 @@ print("stderr at the end", file=sys.stderr, flush=True)
 os._exit(0)  # plain exit would flush the closed stdout and exit 120
 """
     write_workflow(workflow_dir, "closer", body, metadata("closer"))
-    ended, entries = run(daemon, "closer")
+    ended, entries = daemon.run_to_end("closer", rescan=True)
+    assert_daemon_fine(daemon)
     assert ended.status == "Completed" and ended.exit_code == 0, ended
     assert lines(entries, "stdout") == ["before 1", "before 2"]
     assert lines(entries, "stderr") == ["stderr after close", "stderr at the end"]
@@ -125,7 +107,8 @@ time.sleep(0.5)
 os._exit(4)
 """
     write_workflow(workflow_dir, "silent_tail", body, metadata("silent_tail"))
-    ended, entries = run(daemon, "silent_tail")
+    ended, entries = daemon.run_to_end("silent_tail", rescan=True)
+    assert_daemon_fine(daemon)
     assert (ended.status, ended.exit_code, ended.reason) == (
         "Failed",
         4,
@@ -164,7 +147,8 @@ if {newline!r}:
 def test_output_without_any_newline_is_kept_in_pieces(daemon: Daemon, workflow_dir: Path) -> None:
     size = 3_000_000
     write_workflow(workflow_dir, "no_newline", writer_body(size, False), metadata("no_newline"))
-    ended, entries = run(daemon, "no_newline")
+    ended, entries = daemon.run_to_end("no_newline", rescan=True)
+    assert_daemon_fine(daemon)
     assert ended.status == "Completed", ended
     assert [len(e.line) for e in entries] == [MiB, MiB, size - 2 * MiB]
     assert "".join(e.line for e in entries).encode() == pattern(size)
@@ -179,14 +163,14 @@ def test_one_enormous_line_is_stored_in_pieces_with_bounded_memory(
     write_workflow(workflow_dir, "huge_line", writer_body(size, True), metadata("huge_line"))
     assert daemon.proc is not None
     pid = daemon.proc.pid
-    rss_before = vm_field(pid, "VmRSS")
+    rss_before = proc_status(pid, "VmRSS")
     started = time.monotonic()
     with daemon.client() as client:
         client.workflows(rescan=True)
         accepted = client.run("huge_line")
         ended = client.wait(accepted.handle)
         took = time.monotonic() - started
-        peak_ingest = vm_field(pid, "VmHWM")
+        peak_ingest = proc_status(pid, "VmHWM")
         pieces = size // MiB
         assert ended.status == "Completed", ended
         assert ended.log_count == pieces + 1
@@ -198,7 +182,7 @@ def test_one_enormous_line_is_stored_in_pieces_with_bounded_memory(
             assert entry.line.encode() == expected[total : total + length], entry.seq
             total += length
         assert total == size
-    peak = vm_field(pid, "VmHWM")
+    peak = proc_status(pid, "VmHWM")
     assert peak_ingest < MAX_RSS_BYTES, peak_ingest
     assert peak < MAX_RSS_BYTES, peak
     assert_daemon_fine(daemon)
@@ -215,7 +199,8 @@ def test_line_of_exactly_two_mib_is_two_entries(daemon: Daemon, workflow_dir: Pa
     write_workflow(
         workflow_dir, "exact", writer_body(2 * MiB, True) + "print('next')\n", metadata("exact")
     )
-    ended, entries = run(daemon, "exact")
+    ended, entries = daemon.run_to_end("exact", rescan=True)
+    assert_daemon_fine(daemon)
     assert ended.status == "Completed", ended
     assert [len(e.line) for e in entries] == [MiB, MiB, 4]
 
@@ -234,7 +219,8 @@ out.write(b"b" * 110 + b"\\n")
 out.flush()
 """
     write_workflow(workflow_dir, "straddle", body, metadata("straddle"))
-    ended, entries = run(daemon, "straddle")
+    ended, entries = daemon.run_to_end("straddle", rescan=True)
+    assert_daemon_fine(daemon)
     assert ended.status == "Completed", ended
     assert "".join(e.line for e in entries) == "a" * (MiB - 100) + "b" * 110
     assert max(len(e.line) for e in entries) <= MAX_ENTRY, [len(e.line) for e in entries]
@@ -265,7 +251,8 @@ for line in {printed!r}:
 sys.stdout.write('__WF_EVENT__:{{"type": "task_progress", "task_id": "t", "message": "m"}}\\n')
 """
     write_workflow(workflow_dir, "bad_events", body, metadata("bad_events"))
-    ended, entries = run(daemon, "bad_events")
+    ended, entries = daemon.run_to_end("bad_events", rescan=True)
+    assert_daemon_fine(daemon)
     assert ended.status == "Completed", ended
     assert len(entries) == len(printed) + 1
     stderr = [e for e in entries if e.stream == "stderr"]
@@ -314,7 +301,7 @@ def test_bad_interpreter_rewritten_after_discovery(daemon: Daemon, workflow_dir:
 
 
 def test_hanging_metadata_probe_is_skipped_with_a_timeout(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "no-config.toml").write_text(f"probe_timeout = {PROBE_TIMEOUT}\n")
     write_workflow(workflow_dir, "fine", "print('fine')\n", metadata("fine"))

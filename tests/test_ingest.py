@@ -1,4 +1,4 @@
-"""How pipe reads become log chunks (wfmd/ingest.py): nothing lost, lines never split except
+"""How pipe reads become log chunks (wfmd/ingest/lines.py): nothing lost, lines never split except
 over MAX_LINE, rows bounded by MAX_CHUNK. End-to-end tests cover the same through the daemon;
 these explore read boundaries that a real pipe produces only by chance."""
 

@@ -18,14 +18,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import Daemon, metadata, write_workflow
+from conftest import (
+    Daemon,
+    MakeDaemon,
+    metadata,
+    proc_status,
+    raw_connect,
+    recv_frame,
+    write_workflow,
+)
 
 from wfmctl import protocol
 from wfmctl.protocol import Finished, Follow, Hello, LogBatch
 
-RAW_TIMEOUT = 10.0
-
-# Bounds the brief sets for other clients while someone misbehaves.
+# Bounds for other clients while someone misbehaves.
 IDLE_PING_MAX = 1.0  # seconds, any single ping while silent clients hang around
 BUSY_P99 = 0.200  # seconds, p99 of ping/status while a follower is stuck
 MAX_RSS_BYTES = 150 * 1024 * 1024
@@ -43,13 +49,6 @@ out.flush()
 CONNECTIONS = 1_000
 
 
-def vm_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
-
-
 def open_files_limit(pid: int) -> tuple[int, int]:
     """(soft, hard) "Max open files" of process `pid`."""
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
@@ -57,30 +56,6 @@ def open_files_limit(pid: int) -> tuple[int, int]:
             soft, hard = line.split()[3:5]
             return int(soft), int(hard)
     raise AssertionError(f"no open files limit for pid {pid}")
-
-
-def raw_connect(path: Path, rcvbuf: int | None = None) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(RAW_TIMEOUT)
-    sock.connect(str(path))
-    return sock
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        data = sock.recv(n - len(buf))
-        if not data:
-            raise AssertionError("the daemon closed the connection")
-        buf += data
-    return bytes(buf)
-
-
-def recv_frame(sock: socket.socket) -> protocol.ResponseType:
-    length = protocol.frame_length(recv_exactly(sock, protocol.HEADER.size))
-    return protocol.decode_response(recv_exactly(sock, length))
 
 
 def p99(samples: list[float]) -> float:
@@ -155,7 +130,7 @@ def test_clients_that_never_send_do_not_hold_up_others(daemon: Daemon) -> None:
 
 
 def test_follower_that_never_reads_costs_only_itself(
-    make_daemon: type[Daemon], workflow_dir: Path
+    make_daemon: MakeDaemon, workflow_dir: Path
 ) -> None:
     write_workflow(workflow_dir, "chatty", CHATTY_BODY, metadata("chatty"))
     daemon = make_daemon().start()
@@ -182,7 +157,7 @@ def test_follower_that_never_reads_costs_only_itself(
                 status = client.status(handle)
                 t2 = time.monotonic()
                 latencies += [t1 - t0, t2 - t1]
-                peak_rss = max(peak_rss, vm_rss(pid))
+                peak_rss = max(peak_rss, proc_status(pid, "VmRSS"))
                 if ended_at is None and status.status != "Running" and status.ended_at:
                     ended_at = time.monotonic()
                 time.sleep(0.005)
@@ -230,7 +205,7 @@ def test_follower_that_never_reads_costs_only_itself(
 # --------------------------------------------------------------------------- many clients
 
 
-def test_a_thousand_connections_at_once(make_daemon: type[Daemon]) -> None:
+def test_a_thousand_connections_at_once(make_daemon: MakeDaemon) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     daemon = make_daemon()
     # Start the daemon with the common soft limit of 1024, below what 1,000 clients need: it

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from conftest import (
     Daemon,
+    MakeDaemon,
     group_members,
     metadata,
     read_pids,
@@ -66,7 +67,7 @@ for i in range(6000):
 """
 
 
-def test_kill9_recovery(make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path) -> None:
+def test_kill9_recovery(make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
     write_workflow(workflow_dir, "chatter", chatter_body(pids_file), metadata("chatter"))
     daemon = make_daemon(extra_args=["--max-concurrent", "1"]).start()
@@ -116,7 +117,7 @@ def test_kill9_recovery(make_daemon: type[Daemon], workflow_dir: Path, tmp_path:
         assert client.logs(queued.handle).entries[0].line == "queued before the crash"
 
 
-def test_stale_socket_is_replaced(make_daemon: type[Daemon]) -> None:
+def test_stale_socket_is_replaced(make_daemon: MakeDaemon) -> None:
     daemon = make_daemon().start()
     daemon.kill9()
     assert daemon.socket.is_socket()
@@ -127,7 +128,7 @@ def test_stale_socket_is_replaced(make_daemon: type[Daemon]) -> None:
 
 
 def test_queued_runs_survive_a_restart(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
     started_file = tmp_path / "started"
     # The long run ignores SIGTERM: shutdown must still end within the grace period.
@@ -172,7 +173,7 @@ time.sleep(60)
     assert ended[1].started_at >= ended[0].ended_at
 
 
-def test_graceful_sigterm_commits_every_line(make_daemon: type[Daemon], workflow_dir: Path) -> None:
+def test_graceful_sigterm_commits_every_line(make_daemon: MakeDaemon, workflow_dir: Path) -> None:
     # Prints as fast as it can; on SIGTERM says how many lines it printed, and exits.
     body = """
 import signal
@@ -230,7 +231,7 @@ def second_daemon_fails(second: Daemon) -> str:
 
 
 def test_second_daemon_on_the_same_database_exits_3(
-    make_daemon: type[Daemon], tmp_path: Path
+    make_daemon: MakeDaemon, tmp_path: Path
 ) -> None:
     first = make_daemon().start()
     with first.client() as client:
@@ -246,9 +247,7 @@ def test_second_daemon_on_the_same_database_exits_3(
         assert client.status(handle).status == "Completed"
 
 
-def test_second_daemon_on_the_same_socket_exits_3(
-    make_daemon: type[Daemon], tmp_path: Path
-) -> None:
+def test_second_daemon_on_the_same_socket_exits_3(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     first = make_daemon().start()
     second = make_daemon(root=tmp_path / "second")
     second.socket = first.socket

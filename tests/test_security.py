@@ -21,7 +21,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import sqlite3
 import stat
 import subprocess
@@ -38,16 +37,16 @@ from conftest import (
     WFMCTL,
     WFMD,
     Daemon,
+    kill_leftovers,
     metadata,
-    tagged_pids,
     text_field,
     write_workflow,
 )
 
 from wfmctl import WfmError, paths, protocol
 from wfmctl.protocol import HEADER, ErrorCode
+from wfmd.main import EXIT_RUNTIME_DIR
 
-EXIT_RUNTIME_DIR = 6  # wfmd/main.py: the socket directory is unsafe
 CHILD_TIMEOUT = 30.0
 
 TABLES = {"executions", "execution_params", "execution_logs", "schema_version", "daemon_heartbeat"}
@@ -115,9 +114,7 @@ def daemons() -> Iterator[list[Daemon]]:
         if daemon.proc is not None and daemon.proc.poll() is None:
             assert daemon.stop() == 0, daemon.log()
     for daemon in started:
-        leaked = tagged_pids(daemon.tag)
-        for pid in leaked:
-            os.kill(pid, signal.SIGKILL)
+        leaked = kill_leftovers(daemon.tag)
         assert not leaked, f"processes left behind by the test: {leaked}"
 
 
@@ -176,9 +173,7 @@ def argv_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield daemon
     finally:
         code = daemon.stop()
-        leaked = tagged_pids(daemon.tag)
-        for pid in leaked:
-            os.kill(pid, signal.SIGKILL)
+        leaked = kill_leftovers(daemon.tag)
     assert code == 0, daemon.log()
     assert not leaked, f"processes left behind: {leaked}"
 

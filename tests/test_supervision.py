@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import (
     Daemon,
+    MakeDaemon,
     alive,
     group_members,
     metadata,
@@ -64,7 +65,7 @@ time.sleep(60)
 
 
 def test_cancel_kills_the_whole_process_group(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
     pids_file = tmp_path / "pids"
     write_workflow(workflow_dir, "spawner", spawner_body(pids_file), metadata("spawner"))
@@ -93,7 +94,7 @@ def test_cancel_kills_the_whole_process_group(
 
 
 def test_sigterm_ignoring_workflow_is_killed_after_grace(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
     pids_file = tmp_path / "pids"
     body = spawner_body(pids_file, ignore_term=True)
@@ -114,9 +115,7 @@ def test_sigterm_ignoring_workflow_is_killed_after_grace(
     wait_gone(pids)
 
 
-def test_timeout_fails_the_run(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
-) -> None:
+def test_timeout_fails_the_run(make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
     write_workflow(workflow_dir, "slow", spawner_body(pids_file), metadata("slow"))
     daemon = make_daemon(extra_args=["--cancel-grace", "1"]).start()
@@ -137,7 +136,7 @@ def test_timeout_fails_the_run(
 
 
 def test_concurrency_limit_queues_in_arrival_order(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
     gates = tmp_path / "gates"
     gates.mkdir()
@@ -180,7 +179,7 @@ print("ran", name, flush=True)
 
 
 def test_endings_do_not_wait_for_the_commit_interval(
-    make_daemon: type[Daemon], workflow_dir: Path
+    make_daemon: MakeDaemon, workflow_dir: Path
 ) -> None:
     # Lines may wait up to the interval; an ending (and so each queued run's slot) must not.
     interval = 20.0
@@ -196,7 +195,7 @@ def test_endings_do_not_wait_for_the_commit_interval(
     assert elapsed < interval / 2, f"three one-line runs took {elapsed:.1f}s"
 
 
-def test_cancel_a_queued_run(make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path) -> None:
+def test_cancel_a_queued_run(make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path) -> None:
     pids_file = tmp_path / "pids"
     write_workflow(workflow_dir, "spawner", spawner_body(pids_file), metadata("spawner"))
     daemon = make_daemon(extra_args=["--max-concurrent", "1", "--cancel-grace", "1"]).start()
@@ -301,7 +300,7 @@ with open({str(pids_file)!r}, "w") as f:
 
 
 def test_chatty_grandchild_that_left_the_group_does_not_hang_the_execution(
-    make_daemon: type[Daemon], workflow_dir: Path, tmp_path: Path
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
 ) -> None:
     pids_file = tmp_path / "pids"
     ticker = (

@@ -62,7 +62,7 @@ import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -338,7 +338,7 @@ class Targets:
     deep_page: int
     deep_before: str
     filtered_workflow: str
-    filtered_status: str
+    filtered_status: protocol.Status
     filtered_pages: int
     filtered_last_before: str
     big_handle: str
@@ -371,6 +371,7 @@ def pick_targets(database: Path, facts: scale_data.Facts, params: scale_data.Par
             "SELECT workflow_id, status, count(*) FROM executions"
             " GROUP BY workflow_id, status ORDER BY 3 DESC LIMIT 1"
         ).fetchone()
+        assert status in protocol.ALL_STATUSES, status
         pages = math.ceil(count / PAGE)
         (last_before,) = db.execute(
             "SELECT handle FROM executions WHERE workflow_id = ? AND status = ?"
@@ -386,7 +387,7 @@ def pick_targets(database: Path, facts: scale_data.Facts, params: scale_data.Par
         deep_page=deep_page,
         deep_before=deep_before,
         filtered_workflow=workflow,
-        filtered_status=status,
+        filtered_status=cast(protocol.Status, status),
         filtered_pages=pages,
         filtered_last_before=last_before,
         big_handle=facts.big_execution_handle,
@@ -586,8 +587,8 @@ def check_query_replies(c: Client, t: Targets) -> None:
     tail = c.logs(t.big_handle, tail=100).entries
     assert len(tail) == 100 and tail[-1].seq == t.big_lines - 1, (len(tail), tail[-1].seq)
     after = t.big_lines // 2
-    page = c.logs(t.big_handle, after=after, limit=100).entries
-    assert len(page) == 100 and page[0].seq == after + 1, (len(page), page[0].seq)
+    entries = c.logs(t.big_handle, after=after, limit=100).entries
+    assert len(entries) == 100 and entries[0].seq == after + 1, (len(entries), entries[0].seq)
     assert c.param_history(t.workflows[0]).values
     # The generated layout reads back as the daemon's own: every line, in order, events typed.
     events = 0
