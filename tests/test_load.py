@@ -25,12 +25,12 @@ import statistics
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, metadata, text_field, write_workflow
+from conftest import Daemon, MakeDaemon, metadata, proc_status, text_field, write_workflow
 
 from wfmctl import Client, WfmError
 from wfmctl.protocol import Execution, LogEntry
@@ -39,7 +39,7 @@ LONG = os.environ.get("WFM_LONG_TESTS") == "1"
 
 CLIENTS = 64
 WORKFLOWS = 16
-# The figure is 60 s; the quick form keeps CI short. WFM_LOAD_SECONDS overrides both.
+# The quick form keeps CI short; WFM_LOAD_SECONDS overrides both forms.
 LOAD_SECONDS = float(os.environ.get("WFM_LOAD_SECONDS", 1800.0 if LONG else 10.0))
 # Lines per second per stream of each workflow: 16 x 2 x 150 = 4,800 lines/s in all, a steady
 # trickle for the writer while the clients keep the request path busy.
@@ -166,26 +166,40 @@ class Load:
 
     def one_request(self, client: Client, op: str, rng: random.Random) -> None:
         if op == "status":
-            execution = client.status(rng.choice(self.live + self.done)[: rng.choice((8, 36))])
-            assert execution.log_count >= 0
+            handle = rng.choice(self.live + self.done)
+            execution = client.status(handle[: rng.choice((8, 36))])
+            assert execution.handle == handle, (handle, execution)
+            if handle in self.done:
+                assert execution.status == "Completed", execution
+                assert execution.log_count == 2 * DONE_LINES, execution
+            else:
+                assert execution.log_count <= 2 * LINES, execution
         elif op == "logs":
             handle = rng.choice(self.live + self.done)
             if rng.random() < 0.5:
-                page = client.logs(handle, tail=100)
-                assert contiguous(page.entries, page.entries[0].seq - 1) if page.entries else True
+                # The last 100 entries, or all of them while there are fewer.
+                seqs = [e.seq for e in client.logs(handle, tail=100).entries]
+                end = seqs[-1] + 1 if seqs else 0
+                assert seqs == list(range(max(0, end - 100), end)), seqs
+                if handle in self.done:
+                    assert end == 2 * DONE_LINES, seqs
             else:
                 after = rng.randint(-1, 2 * DONE_LINES)
-                page = client.logs(handle, after=after, limit=500)
-                assert contiguous(page.entries, after)
+                log_page = client.logs(handle, after=after, limit=500)
+                assert contiguous(log_page.entries, after)
+                if handle in self.done:
+                    expected = min(500, max(0, 2 * DONE_LINES - after - 1))
+                    assert len(log_page.entries) == expected, (after, len(log_page.entries))
         elif op == "history":
             choice = rng.randrange(3)
             if choice == 0:
-                client.history(limit=20)
+                assert len(client.history(limit=20).executions) == 20
             elif choice == 1:
-                page = client.history(limit=50, workflow_id="streamer")
-                assert page.executions
+                history = client.history(limit=50, workflow_id="streamer")
+                assert len(history.executions) == WORKFLOWS + DONE_RUNS
             else:
-                client.history(limit=20, status="Running")
+                running = client.history(limit=20, status="Running").executions
+                assert all(e.status == "Running" and e.handle in self.live for e in running)
         elif op == "follow_done":
             handle = rng.choice(self.done)
             after = rng.randint(-1, 2 * DONE_LINES - 1)
@@ -207,7 +221,9 @@ class Load:
                     if len(entries) >= LIVE_FOLLOW_ENTRIES:
                         break
             finally:
-                stream.close()  # mid-stream: the client closes this connection
+                # Closing the generator mid-stream makes the client close this connection.
+                assert isinstance(stream, Generator)  # `follow` is annotated as an Iterator
+                stream.close()
             assert contiguous(entries, after)
 
 
@@ -215,13 +231,6 @@ def percentile(values: list[float], q: float) -> float:
     if len(values) < 2:
         return values[0] if values else float("nan")
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 @pytest.fixture
@@ -235,7 +244,7 @@ def streamer_dir(workflow_dir: Path) -> Iterator[Path]:
     yield workflow_dir
 
 
-def test_load(make_daemon: type[Daemon], streamer_dir: Path) -> None:
+def test_load(make_daemon: MakeDaemon, streamer_dir: Path) -> None:
     daemon = make_daemon(extra_args=["--max-concurrent", str(WORKFLOWS + DONE_RUNS)]).start()
     assert daemon.proc is not None
     faulthandler.dump_traceback_later(WATCHDOG)
@@ -253,8 +262,8 @@ def _run_load(daemon: Daemon) -> None:
             params = {"lines": DONE_LINES, "rate": 1e9, "tag": f"done{i}"}
             done.append(client.run("streamer", params).handle)
         for i, handle in enumerate(done):
-            ended = client.wait(handle)
-            assert ended.status == "Completed", ended
+            finished = client.wait(handle)
+            assert finished.status == "Completed", finished
             expected_entries(f"done{i}", DONE_LINES, list(client.iter_logs(handle)))
         live_tags = {}
         for i in range(WORKFLOWS):
@@ -278,7 +287,7 @@ def _run_load(daemon: Daemon) -> None:
         if not alive:
             break
         faulthandler.dump_traceback_later(WATCHDOG)
-        max_rss = max(max_rss, rss_bytes(daemon.proc.pid))
+        max_rss = max(max_rss, proc_status(daemon.proc.pid, "VmRSS"))
         alive[0].join(timeout=0.5)
     elapsed = time.monotonic() - started
     stuck = [t.name for t in threads if t.is_alive()]
