@@ -127,6 +127,12 @@ class Daemon:
         self.tag = uuid.uuid4().hex
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @property
+    def pid(self) -> int:
+        """The pid of the daemon process last started."""
+        assert self.proc is not None, "the daemon was never started"
+        return self.proc.pid
+
     def argv(self) -> list[str]:
         argv = [WFMD, "--database", str(self.database), "--socket", str(self.socket)]
         for d in self.workflow_dirs:

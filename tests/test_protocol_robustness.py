@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from conftest import Daemon, frame, metadata, raw_connect, recv_body, write_workflow
 
+from wfmctl import __version__
 from wfmctl.protocol import HEADER, MAX_FRAME, Execution, LogEntry
 
 
@@ -59,7 +60,7 @@ class Raw:
 
 def ping_ok(daemon: Daemon) -> None:
     with daemon.client(timeout=5) as client:
-        assert client.ping().pid == daemon.proc.pid  # type: ignore[union-attr]
+        assert client.ping().pid == daemon.pid
 
 
 # --------------------------------------------------------------------------- frames
@@ -70,11 +71,11 @@ def test_hello_then_ping_by_hand(daemon: Daemon) -> None:
         assert raw.hello is not None
         assert raw.hello["type"] == "hello"
         assert raw.hello["protocol"] == 1
-        assert isinstance(raw.hello["daemon_version"], str)
+        assert raw.hello["daemon_version"] == __version__
         raw.send({"op": "ping"})
         pong = raw.recv()
         assert pong["type"] == "pong"
-        assert pong["pid"] == daemon.proc.pid  # type: ignore[union-attr]
+        assert pong["pid"] == daemon.pid
         # Unknown keys are ignored (an older daemon talking to a newer client).
         raw.send({"op": "ping", "some_future_field": [1, 2, 3]})
         assert raw.recv()["type"] == "pong"

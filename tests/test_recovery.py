@@ -123,7 +123,7 @@ def test_stale_socket_is_replaced(make_daemon: MakeDaemon) -> None:
     assert daemon.socket.is_socket()
     daemon.start()
     with daemon.client() as client:
-        assert client.ping().pid == daemon.proc.pid  # type: ignore[union-attr]
+        assert client.ping().pid == daemon.pid
     assert "stale socket" in daemon.log()
 
 
@@ -243,7 +243,7 @@ def test_second_daemon_on_the_same_database_exits_3(
     assert "already" in log and str(first.database) in log, log
     assert not second.socket.exists()
     with first.client() as client:
-        assert client.ping().pid == first.proc.pid  # type: ignore[union-attr]
+        assert client.ping().pid == first.pid
         assert client.status(handle).status == "Completed"
 
 
@@ -257,4 +257,4 @@ def test_second_daemon_on_the_same_socket_exits_3(make_daemon: MakeDaemon, tmp_p
     assert first.socket.is_socket()
     for _ in itertools.repeat(None, 3):
         with first.client() as client:
-            assert client.ping().pid == first.proc.pid  # type: ignore[union-attr]
+            assert client.ping().pid == first.pid
