@@ -25,11 +25,10 @@ import statistics
 import threading
 import time
 from array import array
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from conftest import Daemon, MakeDaemon, metadata, proc_status, text_field, write_workflow
 
 from wfmctl import Client, WfmError
@@ -233,18 +232,13 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
-@pytest.fixture
-def streamer_dir(workflow_dir: Path) -> Iterator[Path]:
+def test_load(make_daemon: MakeDaemon, workflow_dir: Path) -> None:
     write_workflow(
         workflow_dir,
         "streamer",
         STREAMER,
         metadata("streamer", text_field("lines"), text_field("rate"), text_field("tag")),
     )
-    yield workflow_dir
-
-
-def test_load(make_daemon: MakeDaemon, streamer_dir: Path) -> None:
     daemon = make_daemon(extra_args=["--max-concurrent", str(WORKFLOWS + DONE_RUNS)]).start()
     assert daemon.proc is not None
     faulthandler.dump_traceback_later(WATCHDOG)

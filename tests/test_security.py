@@ -432,9 +432,7 @@ HOSTILE_IDS = [
 ]
 
 
-def test_workflow_ids_are_names_never_paths(
-    argv_daemon: Daemon, canary: Path, tmp_path: Path
-) -> None:
+def test_workflow_ids_are_names_never_paths(argv_daemon: Daemon, canary: Path) -> None:
     workflows = Path(argv_daemon.workflow_dirs[0])
     ids = [*HOSTILE_IDS, str(canary), os.path.relpath(canary, workflows)]
     before = history_count(argv_daemon)
