@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import apsw
-import msgspec
 
 from wfmctl.protocol import LogEntry
-from wfmd.events import EVENT_MARKER
+from wfmd.events import EVENT_MARKER, EVENT_TYPES, event_fields
 
 SEQ_BITS = 32
 SEQ_MASK = (1 << SEQ_BITS) - 1
@@ -23,8 +22,6 @@ SEQ_MASK = (1 << SEQ_BITS) - 1
 STDOUT = 1
 STDERR = 2
 _STREAM_NAMES: dict[int, Literal["stdout", "stderr"]] = {STDOUT: "stdout", STDERR: "stderr"}
-
-_json = msgspec.json.Decoder(dict[str, Any])
 
 # Text per page of entries: keeps every reply well inside protocol.MAX_FRAME (16 MiB) even
 # when the lines are maximal (1 MiB); a page always holds at least one entry.
@@ -76,25 +73,41 @@ def split_lines(data: bytes) -> list[bytes]:
     return lines
 
 
+def _as_bytes(data: object) -> bytes:
+    """A row's data as bytes: wfmd stores a BLOB, but a row written by hand (`sqlite3`, the
+    database is a product surface) may hold TEXT, a number or NULL."""
+    if isinstance(data, bytes):
+        return data
+    if data is None:
+        return b""
+    return str(data).encode("utf-8", "replace")
+
+
 def _entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
+    """A row's entries. Never fails on what the row holds: an event whose fields cannot be
+    decoded or served (rows stored before events were bounded: 1e400, an integer beyond 64
+    bits, deep nesting) is served as the raw stderr line it was printed as."""
     key, stream, ts, _count, event, data = row
     first = key & SEQ_MASK
     stream_name = _STREAM_NAMES.get(stream, "stderr")
-    seconds = ts / 1000.0
+    seconds = ts / 1000.0 if isinstance(ts, int | float) else 0.0
+    if event is not None and event not in EVENT_TYPES:
+        event = None  # not wfmd's (a row written by hand): served as raw output
     out = []
-    for offset, raw in enumerate(split_lines(data)):
-        line = raw.decode("utf-8", "replace")
-        fields = None
-        if event is not None:
-            fields = _json.decode(raw[len(EVENT_MARKER) :])
-            fields.pop("type", None)
+    for offset, raw in enumerate(split_lines(_as_bytes(data))):
+        kind, fields = "raw_output", None
+        if event is not None and raw.startswith(EVENT_MARKER):
+            fields = event_fields(raw[len(EVENT_MARKER) :].rstrip(b"\r"))
+            if fields is not None:
+                fields.pop("type", None)
+                kind = event
         out.append(
             LogEntry(
                 seq=first + offset,
                 ts=seconds,
                 stream=stream_name,
-                type=event or "raw_output",
-                line=line,
+                type=kind,
+                line=raw.decode("utf-8", "replace"),
                 event=fields,
             )
         )
