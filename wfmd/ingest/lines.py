@@ -52,15 +52,39 @@ def _pieces(line: bytes) -> list[bytes]:
     return pieces
 
 
-def cut(execution_id: int, stream: int, ts: int, data: bytes) -> list[Chunk]:
-    """Chunks for `data`, which holds whole lines only (or one unterminated piece)."""
+def cut(
+    execution_id: int, stream: int, ts: int, data: bytes, *, events: bool = True
+) -> list[Chunk]:
+    """Chunks for `data`, which holds whole lines only.
+
+    Every byte of `data` ends up in exactly one chunk, whatever it holds. Events are looked
+    for (on stderr) only in whole lines of at most MAX_LINE bytes: the pieces of a longer line
+    are not lines, so none of them is an event, wherever the marker sits. `events=False`: the
+    first line of `data` is the last piece of a line cut earlier.
+    """
     if len(data) > MAX_LINE + 1 and _longest_line(data) > MAX_LINE:
-        chunks: list[Chunk] = []
-        for line in data.split(b"\n")[:-1]:
-            for piece in _pieces(line + b"\n"):
-                chunks += _cut_lines(execution_id, stream, ts, piece)
-        return chunks
-    return _cut_lines(execution_id, stream, ts, data)
+        return _cut_long(execution_id, stream, ts, data, events)
+    return _cut_lines(execution_id, stream, ts, data, events)
+
+
+def _cut_long(execution_id: int, stream: int, ts: int, data: bytes, events: bool) -> list[Chunk]:
+    """`cut` for data holding a line longer than MAX_LINE: the pieces of each such line are
+    raw entries, one each, and the lines between them are cut as usual."""
+    chunks: list[Chunk] = []
+    start = short = 0  # short: where the run of lines not yet cut begins
+    while start < len(data):
+        end = data.find(b"\n", start) + 1 or len(data)
+        if end - start - (data[end - 1] == 0x0A) > MAX_LINE:
+            if short < start:
+                chunks += _cut_lines(
+                    execution_id, stream, ts, data[short:start], events or short > 0
+                )
+            chunks += [Chunk(execution_id, stream, ts, p, 1) for p in _pieces(data[start:end])]
+            short = end
+        start = end
+    if short < len(data):
+        chunks += _cut_lines(execution_id, stream, ts, data[short:], events or short > 0)
+    return chunks
 
 
 def _longest_line(data: bytes) -> int:
@@ -71,17 +95,20 @@ def _longest_line(data: bytes) -> int:
     return max(longest, len(data) - start)
 
 
-def _cut_lines(execution_id: int, stream: int, ts: int, data: bytes) -> list[Chunk]:
-    lines = data.count(b"\n") or 1
+def _cut_lines(execution_id: int, stream: int, ts: int, data: bytes, events: bool) -> list[Chunk]:
+    # The hot path: a read without the marker is one chunk, with no per-line work.
     if stream != STDERR or EVENT_MARKER not in data:
+        lines = data.count(b"\n") + (data[-1:] != b"\n")
         return [Chunk(execution_id, stream, ts, data, lines)]
     chunks: list[Chunk] = []
     raw: list[bytes] = []
     # Split on b"\n" only (bytes.splitlines would also split on \r, \f, ...), so that the
-    # number of entries always equals the number of newlines.
-    for text in data.split(b"\n")[:-1]:
+    # number of entries always equals the number of newlines (plus an unterminated piece).
+    texts = data.split(b"\n")
+    tail = texts.pop()  # b"" after the last newline, else an unterminated piece: raw
+    for i, text in enumerate(texts):
         line = text + b"\n"
-        kind = event_type(text.rstrip(b"\r"))
+        kind = event_type(text.rstrip(b"\r")) if events or i else None
         if kind is None:
             raw.append(line)
             continue
@@ -89,6 +116,8 @@ def _cut_lines(execution_id: int, stream: int, ts: int, data: bytes) -> list[Chu
             chunks.append(Chunk(execution_id, stream, ts, b"".join(raw), len(raw)))
             raw = []
         chunks.append(Chunk(execution_id, stream, ts, line, 1, kind))
+    if tail:
+        raw.append(tail)
     if raw:
         chunks.append(Chunk(execution_id, stream, ts, b"".join(raw), len(raw)))
     return chunks
@@ -104,7 +133,7 @@ def _split(data: bytes) -> list[bytes]:
     while len(data) - start > MAX_CHUNK:
         end = data.rfind(b"\n", start, start + MAX_CHUNK) + 1
         if end <= start:
-            end = data.index(b"\n", start + MAX_CHUNK) + 1
+            end = data.find(b"\n", start + MAX_CHUNK) + 1 or len(data)
         pieces.append(data[start:end])
         start = end
     if start < len(data):
@@ -116,12 +145,13 @@ class LineBuffer:
     """One pipe's reads turned into chunks: the complete lines of each read, the unterminated
     rest kept for the next read, and a line longer than MAX_LINE cut into pieces."""
 
-    __slots__ = ("_partial", "execution_id", "stream")
+    __slots__ = ("_cut", "_partial", "execution_id", "stream")
 
     def __init__(self, execution_id: int, stream: int) -> None:
         self.execution_id = execution_id
         self.stream = stream
         self._partial = bytearray()
+        self._cut = False  # pieces of the partial line have gone: its rest is a piece too
 
     def take(self, data: bytes, ts: int) -> list[Chunk]:
         eid, stream, partial = self.execution_id, self.stream, self._partial
@@ -130,8 +160,11 @@ class LineBuffer:
         if end:
             complete = bytes(partial) + data[:end] if partial else data[:end]
             partial[:] = data[end:]
+            events = not self._cut
+            self._cut = False
             for piece in _split(complete):
-                chunks += cut(eid, stream, ts, piece)
+                chunks += cut(eid, stream, ts, piece, events=events)
+                events = True
         else:
             partial += data
         # Strictly longer: a line of exactly MAX_LINE bytes waits for its newline.
@@ -139,10 +172,12 @@ class LineBuffer:
             size = piece_size(partial)
             chunks.append(Chunk(eid, stream, ts, bytes(partial[:size]), 1))
             del partial[:size]
+            self._cut = True
         return chunks
 
     def flush(self, ts: int) -> list[Chunk]:
         """The unterminated last line, if any, as an entry of its own (at EOF or abandon)."""
+        self._cut = False
         if not self._partial:
             return []
         rest = bytes(self._partial)
