@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import trio
@@ -53,9 +53,23 @@ class _Batch:
 
 
 class LogWriter:
-    def __init__(self, store: Store, *, commit_interval: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        commit_interval: float,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`on_failure` is called (once, in the Trio thread) if the pipe reader thread fails,
+        after everything it had read is committed; the writer then goes on committing
+        endings until `close`, so the daemon can end the running executions (whose pipes
+        have all finished by then). Without it, `run` raises instead, once that is committed.
+        """
         self._store = store
         self._commit_interval = commit_interval
+        self._on_failure = on_failure
+        # The pipe reader's failure, once everything it read is committed and it is reported.
+        self.failure: BaseException | None = None
         self.pipes = PipeReader(self._woken, budget=MAX_PENDING_BYTES, urgent_bytes=BATCH_BYTES)
         self._next_seq: dict[int, int] = {}  # executions being written: next seq to assign
         self._committed: dict[int, int] = {}  # executions being written: entries committed
@@ -130,8 +144,9 @@ class LogWriter:
         """The reader has something: take it now if it cannot wait for the commit (a pipe's
         end, which its supervisor awaits, or a batch's worth), else start the commit clock."""
         if self.pipes.failure is not None:
-            self._has_data.set()
-            self._urgent.set()  # the commit loop raises it
+            if self.failure is None:  # the commit loop commits what was read, then reports
+                self._has_data.set()
+                self._urgent.set()
             return
         ready_bytes, ends = self.pipes.waiting()
         if ends or ready_bytes >= BATCH_BYTES:
@@ -206,24 +221,35 @@ class LogWriter:
             await self._has_data.wait()
             with trio.move_on_at(self._batch.first_at + self._commit_interval):
                 await self._urgent.wait()
-            if self.pipes.failure is not None:
-                raise RuntimeError("the pipe reader thread failed") from self.pipes.failure
+            # Looked at before taking: the reader sets it only after handing over everything
+            # it read, so this take gets all of that.
+            failure = self.pipes.failure
             self._take()
             batch = self._batch
-            if not batch.rows and not batch.finishes:
+            if batch.rows or batch.finishes:
+                self._batch = _Batch()
+                self._has_data = trio.Event()
+                self._urgent = trio.Event()
                 if self._closed:
-                    return
+                    self._has_data.set()
+                    self._urgent.set()
+                await self._commit(batch)
+            elif not self._closed:
                 # Woken for nothing (the data was taken by an earlier commit): wait afresh.
                 self._has_data = trio.Event()
                 self._urgent = trio.Event()
-                continue
-            self._batch = _Batch()
-            self._has_data = trio.Event()
-            self._urgent = trio.Event()
-            if self._closed:
-                self._has_data.set()
-                self._urgent.set()
-            await self._commit(batch)
+            if failure is not None and self.failure is None:
+                self._report(failure)
+            if self._closed and not batch.rows and not batch.finishes:
+                return
+
+    def _report(self, failure: BaseException) -> None:
+        """Everything the failed reader read is committed: say so."""
+        self.failure = failure
+        if self._on_failure is None:
+            raise RuntimeError("the pipe reader thread failed") from failure
+        log.error("the pipe reader failed; everything it read is committed")
+        self._on_failure(failure)
 
     async def _commit(self, batch: _Batch) -> None:
         finishes = [r.finish for r in batch.finishes]

@@ -113,14 +113,19 @@ class PipeReader:
         # silent then is not a sign of an orphaned pipe.
         self.throttled = False
         self._held_back_at = -math.inf  # time.monotonic() when last throttled
-        # Set if the thread died of a bug: the writer raises it rather than wait forever.
+        # Set if the thread died of a bug, once everything it had read has been handed over
+        # and every pipe ended (see _fail): the writer commits that, then reports it.
         self.failure: BaseException | None = None
+        self._dead = False  # under _lock: the thread no longer takes commands
 
     def start(self) -> None:
         self._thread.start()
 
     def open(self, execution_id: int, stream: int, fd: int) -> Pipe:
-        """Start reading `fd` (the read end of a child's pipe); the reader now owns it."""
+        """Start reading `fd` (the read end of a child's pipe); the reader now owns it.
+
+        After a failure of the thread nothing reads it: it is closed at once and the pipe
+        ends empty (the child gets EPIPE), so nobody waits for it."""
         os.set_blocking(fd, False)
         capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
         pipe = Pipe(fd, LineBuffer(execution_id, stream), capacity)
@@ -167,12 +172,24 @@ class PipeReader:
             self._thread.join()
         os.close(self._wake_fd)
         for pipe in self._pipes.values():  # the thread closed them; nobody waits in vain
+            if self._dead:  # ... unless it failed (see _fail)
+                os.close(pipe.fd)
             pipe.finished.set()
 
     def _send(self, command: _Command) -> None:
-        if not self._stopped:
-            self._commands.put(command)
-            os.eventfd_write(self._wake_fd, 1)
+        if self._stopped:
+            return
+        with self._lock:
+            if not self._dead:
+                self._commands.put(command)
+                os.eventfd_write(self._wake_fd, 1)
+                return
+        # The thread has failed: nobody reads any more. Called in the Trio thread.
+        what, arg = command
+        if isinstance(arg, Pipe):
+            if what == "open":
+                os.close(arg.fd)
+            arg.finished.set()
 
     # ----------------------------------------------------------------- the thread
 
@@ -205,14 +222,44 @@ class PipeReader:
             pass  # the daemon is gone; nobody is left to deliver to
         except BaseException as exc:
             log.exception("the pipe reader failed")
-            self.failure = exc
             with contextlib.suppress(trio.RunFinishedError):
-                self._token.run_sync_soon(self._wake)
+                self._fail(exc, out)
         finally:
-            for pipe in self._pipes.values():
-                os.close(pipe.fd)
+            if not self._dead:  # after a failure `stop` closes them (see _fail)
+                for pipe in self._pipes.values():
+                    os.close(pipe.fd)
             poll_all.close()
             poll_wake.close()
+
+    def _fail(self, exc: BaseException, out: Delivery) -> None:
+        """After a bug in this thread: hand over everything read (the unterminated last lines
+        too) and end every pipe, then set `failure` and wake the writer. What was read is then
+        committed, and nobody waits for a pipe that will never be read again. Commands sent
+        from now on are carried out by `_send`.
+
+        The pipes' fds stay open until `stop`: a child that goes on printing blocks on its full
+        pipe, rather than dying of SIGPIPE, until the daemon ends it and records why."""
+        with self._lock:
+            self._dead = True
+        while True:  # commands sent before: pipes opened meanwhile end too
+            try:
+                what, arg = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            if what == "open" and isinstance(arg, Pipe):
+                self._pipes[arg.fd] = arg
+        for pipe in self._pipes.values():
+            try:
+                out += pipe.lines.flush(now_ms())
+            except Exception:  # the bug may be there: the pipe must still end
+                log.exception("could not keep the last line of a pipe")
+            out.append(pipe)  # its fd stays open until `stop`
+        try:
+            self._hand_over(out)
+        finally:
+            # Only now: a writer that sees `failure` and then takes, takes everything.
+            self.failure = exc
+            self._token.run_sync_soon(self._wake)
 
     def _apply_commands(self, poll_all: select.epoll, out: Delivery) -> bool:
         """Carry out queued commands; False once told to stop."""
