@@ -358,8 +358,10 @@ class Client:
         status: Status | None = None,
         since: float | None = None,
         until: float | None = None,
+        count: bool = False,
     ) -> HistoryPage:
-        """Executions, newest first, filtered; `since`/`until` are seconds since the epoch."""
+        """Executions, newest first, filtered; `since`/`until` are seconds since the epoch.
+        With `count`, the page's `total` is the number of every match."""
         req = protocol.History(
             limit=limit,
             offset=offset,
@@ -368,6 +370,7 @@ class Client:
             status=status,
             since=since,
             until=until,
+            count=count,
         )
         return self._expect(req, HistoryPage)
 

@@ -132,6 +132,8 @@ class Execution(Message, frozen=True):
     timeout: float | None = None
     params: dict[str, str] = {}
     ended_by: str | None = None  # an EndedBy word once it has ended; None from older daemons
+    workflow_name: str | None = None  # the workflow's name when it was run
+    queue_position: int | None = None  # while NotStarted: 1 is the next to start
 
 
 class LogEntry(Message, frozen=True):
@@ -203,6 +205,7 @@ class History(Request, frozen=True, tag="history"):
     status: Status | None = None
     since: Seconds | None = None  # created at or after, seconds since the epoch
     until: Seconds | None = None  # created before
+    count: bool = False  # also count every match (HistoryPage.total)
 
 
 class GetParams(Request, frozen=True, tag="params"):
@@ -257,6 +260,7 @@ class Pong(Response, frozen=True, tag="pong"):
     queued: int
     storage_ok: bool = True
     storage_error: str | None = None
+    containment: str | None = None
 
 
 class WorkflowList(Response, frozen=True, tag="workflow_list"):
@@ -294,6 +298,7 @@ class Finished(Response, frozen=True, tag="finished"):
 class HistoryPage(Response, frozen=True, tag="history_page"):
     executions: list[Execution]
     next_before: str | None = None  # pass as `before` for the next page; None at the end
+    total: int | None = None  # every match of the filters, when the request asked to count
 
 
 class ParamsReply(Response, frozen=True, tag="params"):

@@ -35,6 +35,7 @@ async def run(s: Services, request: Run) -> Accepted:
     values = validate_params(workflow, request.params)
     execution = await s.supervisor.submit(
         workflow_id=workflow.id,
+        workflow_name=workflow.name,
         argv=build_argv(workflow, values),
         params=positioned(workflow, values),
         run_timeout=request.timeout,
@@ -84,4 +85,5 @@ async def history(s: Services, request: History) -> HistoryPage:
         until_ms=None if request.until is None else int(request.until * 1000),
     )
     page, next_before = await s.store.read(executions.history, query)
-    return HistoryPage(executions=page, next_before=next_before)
+    total = await s.store.read(executions.count, query) if request.count else None
+    return HistoryPage(executions=page, next_before=next_before, total=total)

@@ -28,7 +28,7 @@ _PREFIX_END = "~"
 
 _COLUMNS = (
     "id, handle, workflow_id, status, reason, created_at, started_at, ended_at, "
-    "exit_code, signal, timeout_ms, log_count, ended_by, argv"
+    "exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv"
 )
 
 
@@ -72,7 +72,7 @@ def _seconds(ms: int | None) -> float | None:
 
 def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> StoredExecution:
     (eid, handle, workflow_id, status, reason, created, started, ended) = row[:8]
-    (exit_code, signal, timeout_ms, log_count, ended_by, argv) = row[8:]
+    (exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv) = row[8:]
     info = Execution(
         handle=handle,
         workflow_id=workflow_id,
@@ -87,6 +87,7 @@ def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> Store
         timeout=_seconds(timeout_ms),
         params=params or {},
         ended_by=ended_by,
+        workflow_name=workflow_name,
     )
     return StoredExecution(id=eid, started_ms=started, argv_json=argv, info=info)
 
@@ -96,6 +97,7 @@ def create(
     *,
     handle: str,
     workflow_id: str,
+    workflow_name: str | None = None,
     params: Sequence[tuple[int, str, str]],
     argv: Sequence[str],
     timeout_ms: int | None,
@@ -105,10 +107,11 @@ def create(
         # created_at never decreases with id (a clock stepped back does not reorder history),
         # so a time range is an id range: see _id_at_or_after.
         conn.execute(
-            "INSERT INTO executions (handle, workflow_id, status, reason, created_at,"
-            " timeout_ms, argv) VALUES (?, ?, 'NotStarted', 'waiting for a free slot',"
+            "INSERT INTO executions (handle, workflow_id, workflow_name, status, reason,"
+            " created_at, timeout_ms, argv) VALUES (?, ?, ?, 'NotStarted',"
+            " 'waiting for a free slot',"
             " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?)",
-            (handle, workflow_id, now, timeout_ms, json.dumps(list(argv))),
+            (handle, workflow_id, workflow_name, now, timeout_ms, json.dumps(list(argv))),
         )
         eid = conn.last_insert_rowid()
         conn.executemany(
@@ -224,8 +227,10 @@ class HistoryFilter:
 
 def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], str | None]:
     """Newest first. Returns the page and the handle to pass as `before` for the next one."""
-    where: list[str] = []
-    args: list[object] = []
+    found = _matching(conn, f)
+    if found is None:
+        return [], None
+    where, args = found
     if f.before is not None:
         try:
             before = resolve(conn, f.before)
@@ -233,6 +238,30 @@ def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], s
             raise Refused(exc.code, f"'before': {exc}") from exc
         where.append("id < ?")
         args.append(before.id)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM executions {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+        (*args, f.limit + 1, f.offset),
+    ).fetchall()
+    page = [_from_row(r).info for r in rows[: f.limit]]
+    next_before = page[-1].handle if len(rows) > f.limit and page else None
+    return page, next_before
+
+
+def count(conn: apsw.Connection, f: HistoryFilter) -> int:
+    """How many executions match `f`'s workflow, status and time filters (not `before`)."""
+    found = _matching(conn, f)
+    if found is None:
+        return 0
+    where, args = found
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return cast(int, conn.execute(f"SELECT count(*) FROM executions {clause}", args).get)
+
+
+def _matching(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[str], list[object]] | None:
+    """The WHERE terms of `f`'s filters, or None if nothing can match."""
+    where: list[str] = []
+    args: list[object] = []
     if f.workflow_id is not None:
         where.append("workflow_id = ?")
         args.append(f.workflow_id)
@@ -244,7 +273,7 @@ def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], s
     if f.since_ms is not None:
         first = _id_at_or_after(conn, f.since_ms)
         if first is None:
-            return [], None
+            return None
         where.append("id >= ?")
         args.append(first)
     if f.until_ms is not None:
@@ -252,14 +281,7 @@ def history(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[Execution], s
         if end is not None:
             where.append("id < ?")
             args.append(end)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM executions {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
-        (*args, f.limit + 1, f.offset),
-    ).fetchall()
-    page = [_from_row(r).info for r in rows[: f.limit]]
-    next_before = page[-1].handle if len(rows) > f.limit and page else None
-    return page, next_before
+    return where, args
 
 
 def _id_at_or_after(conn: apsw.Connection, ms: int) -> int | None:
