@@ -66,8 +66,13 @@ def database_lock(database: Path) -> Iterator[None]:
             raise AlreadyRunning(
                 f"another wfmd (pid {holder}) is already using the database {database}"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk (ENOSPC), EIO, a quota: the database would fail next
+            raise DatabaseError(
+                "unwritable", f"cannot write the database lock file {lock_path}: {exc}"
+            ) from exc
         yield
     finally:
         os.close(fd)

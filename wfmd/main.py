@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import resource
 import sys
@@ -15,7 +16,7 @@ from wfmd import __version__
 from wfmd.api.server import SocketInUse, SocketPathError
 from wfmd.config import Config, ConfigError, default_config_path, load
 from wfmd.daemon import AlreadyRunning, serve
-from wfmd.store import DatabaseError
+from wfmd.store import DatabaseError, StorageError
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # an unexpected failure (a bug): the log has the traceback
@@ -32,6 +33,10 @@ _DATABASE_EXITS = {
     "locked": EXIT_STORAGE,
     "unwritable": EXIT_STORAGE,
 }
+
+# Errors of a disk or file system that cannot take writes: they mean EXIT_STORAGE wherever
+# start-up meets them.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
 
 EPILOG = f"""\
 configuration: {default_config_path()} (TOML; see README), overridden by the
@@ -110,7 +115,12 @@ def exit_code_for(exc: BaseException, log: logging.Logger) -> int:
             code = EXIT_RUNTIME_DIR
         case DatabaseError():
             code = _DATABASE_EXITS.get(exc.kind, EXIT_STORAGE)
+        case StorageError():  # the first writes (recovery, heartbeat) after a good open
+            log.error("cannot write the database: %s", exc.detail)
+            return EXIT_STORAGE
         case PermissionError():
+            code = EXIT_STORAGE
+        case OSError() if exc.errno in _STORAGE_ERRNOS:  # a start-up path not wrapped above
             code = EXIT_STORAGE
         case KeyboardInterrupt():
             return EXIT_OK

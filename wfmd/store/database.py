@@ -7,6 +7,7 @@ transaction together with the `schema_version` row that records it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import apsw
 import apsw.bestpractice
+import apsw.ext
 
 # A writer that finds the database busy (someone running `sqlite3` on it, a checkpoint) waits
 # this long before the statement fails; long enough to ride out a human's query.
@@ -81,11 +83,14 @@ def open_database(path: Path) -> apsw.Connection:
     """Open (creating if needed) and migrate the database at `path`.
 
     Raises DatabaseError, leaving the file untouched, if it is not a database, is corrupt, or
-    was written by a newer wfm.
+    was written by a newer wfm. SQLite's own log messages while it opens are held back: if
+    the open fails they only repeat, in SQLite's words, the one line the daemon reports, so
+    they are kept at DEBUG.
     """
     _install_logging()
     try:
-        return _open(path)
+        with _sqlite_log_held_back():
+            return _open(path)
     except (apsw.NotADBError, apsw.CorruptError) as exc:
         raise DatabaseError("corrupt", f"{path} is not a usable wfm database: {exc}") from exc
     except (apsw.BusyError, apsw.LockedError) as exc:
@@ -119,7 +124,10 @@ def open_reader(path: Path) -> apsw.Connection:
 
     In WAL mode its reads never wait for the writer, and the writer never waits for them.
     """
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.Error as exc:  # the file vanished, or no memory or descriptor for it
+        raise DatabaseError("unwritable", f"cannot open {path} for reading: {exc}") from exc
     try:
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         apsw.bestpractice.connection_dqs(conn)
@@ -153,6 +161,9 @@ def _open(path: Path) -> apsw.Connection:
     return conn
 
 
+# SQLite's own log messages (its diagnostics, e.g. "statement aborts ... disk is full").
+SQLITE_LOG = logging.getLogger("wfmd.sqlite")
+
 _logging_installed = False
 
 
@@ -160,8 +171,40 @@ def _install_logging() -> None:
     """SQLite's own log messages go to Python logging (apsw best practice), once."""
     global _logging_installed
     if not _logging_installed:
-        apsw.bestpractice.library_logging()
+        apsw.ext.log_sqlite(logger=SQLITE_LOG)
         _logging_installed = True
+
+
+class _HoldBack(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.records.append(record)
+        return False
+
+
+@contextlib.contextmanager
+def _sqlite_log_held_back() -> Iterator[None]:
+    """Hold SQLite's log messages back until the end: then log them as they were, or at
+    DEBUG if the body raised (its error says what went wrong, in one line).
+
+    Only the thread that opens logs to SQLITE_LOG meanwhile: the reader is opened after.
+    """
+    held = _HoldBack()
+    SQLITE_LOG.addFilter(held)
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        SQLITE_LOG.removeFilter(held)
+        for record in held.records:
+            if failed:
+                SQLITE_LOG.debug("while opening: %s", record.getMessage())
+            else:
+                SQLITE_LOG.handle(record)
 
 
 def _apply_best_practice(conn: apsw.Connection) -> None:
