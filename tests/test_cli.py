@@ -15,8 +15,10 @@ from conftest import WFMCTL, Daemon, metadata, write_workflow
 from wfmctl.cli.exit_codes import (
     EXIT_CANCELLED,
     EXIT_DATAERR,
+    EXIT_FAILED,
     EXIT_NOINPUT,
     EXIT_OK,
+    EXIT_SIGNAL_BASE,
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
 )
@@ -185,6 +187,7 @@ def test_cancel_and_wait(daemon: Daemon, workflow_dir: Path) -> None:
         'print("sleeping", flush=True)\ntime.sleep(60)\n',
         metadata("sleeper"),
     )
+    ok(daemon.wfmctl("workflows", "--rescan"))  # a run may reuse the start's scan, from before
     handle = run_handle(daemon, "sleeper")
     deadline = time.monotonic() + 15
     while as_json(daemon.wfmctl("status", handle, "--json"))["status"] != "Running":
@@ -203,6 +206,35 @@ def test_cancel_and_wait(daemon: Daemon, workflow_dir: Path) -> None:
 
     timed = daemon.wfmctl("run", "sleeper", "--timeout", "0.5", "--wait", timeout=30)
     assert timed.returncode == EXIT_TIMEOUT, (timed.stdout, timed.stderr)
+    followed = daemon.wfmctl("run", "sleeper", "--timeout", "0.5", "--follow", timeout=30)
+    assert followed.returncode == EXIT_TIMEOUT, (followed.stdout, followed.stderr)
+    assert followed.stdout.splitlines()[1:] == ["sleeping"]
+    handle = followed.stdout.split()[0]
+    assert daemon.wfmctl("wait", handle).returncode == EXIT_TIMEOUT
+    assert "ended by:     timeout" in ok(daemon.wfmctl("status", handle))
+
+
+def test_exit_codes_of_other_endings(daemon: Daemon, workflow_dir: Path) -> None:
+    """Killed by a signal: 128+N; could not start: 125. (Exit statuses, timeouts and cancels
+    are in the tests above.)"""
+    body = 'print("bye", flush=True)\nos.kill(os.getpid(), 9)\n'
+    write_workflow(workflow_dir, "killed", body, metadata("killed"))
+    vanishing = write_workflow(workflow_dir, "vanishing", "", metadata("vanishing"))
+    ok(daemon.wfmctl("workflows", "--rescan"))
+    vanishing.unlink()  # known to wfmd, gone when it runs
+
+    killed = daemon.wfmctl("run", "killed", "--follow", timeout=30)
+    assert killed.returncode == EXIT_SIGNAL_BASE + 9, (killed.stdout, killed.stderr)
+    assert killed.stdout.splitlines()[1:] == ["bye"]
+    handle = killed.stdout.split()[0]
+    assert daemon.wfmctl("wait", handle).returncode == EXIT_SIGNAL_BASE + 9
+    assert "ended by:     signal" in ok(daemon.wfmctl("status", handle))
+
+    spawn = daemon.wfmctl("run", "vanishing", "--wait", timeout=30)
+    assert spawn.returncode == EXIT_FAILED, (spawn.stdout, spawn.stderr)
+    handle = spawn.stdout.split()[0]
+    assert daemon.wfmctl("wait", handle).returncode == EXIT_FAILED
+    assert "ended by:     spawn_error" in ok(daemon.wfmctl("status", handle))
 
 
 # --------------------------------------------------------------------------- errors
@@ -286,6 +318,7 @@ for i in range(150):
     time.sleep(0.01)
 """
     write_workflow(workflow_dir, "unicode", body, metadata("unicode"))
+    ok(daemon.wfmctl("workflows", "--rescan"))
     handle = run_handle(daemon, "unicode")
     env = dict(os.environ, WFM_SOCKET=str(daemon.socket))
     # Piped into `head` while it runs: exits 141 quietly, no traceback.

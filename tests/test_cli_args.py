@@ -45,6 +45,7 @@ def utc() -> Iterator[None]:
 @pytest.mark.parametrize(
     ("e", "code"),
     [
+        # From daemons older than `ended_by`: the reason tells a timeout.
         (execution("Completed", exit_code=0), 0),
         (execution("Failed", exit_code=3, reason="exit status 3"), 3),
         (execution("Failed", signal=9, reason="killed by signal 9"), 137),
@@ -56,6 +57,21 @@ def utc() -> Iterator[None]:
         (execution("Failed", exit_code=0, reason="odd"), EXIT_FAILED),
         (execution("Failed", exit_code=300), EXIT_FAILED),
         (execution("Running", ended_at=None), EXIT_ERROR),
+        # With `ended_by` the reason's wording no longer matters.
+        (execution("Failed", signal=15, reason="stopped", ended_by="timeout"), EXIT_TIMEOUT),
+        (execution("Failed", exit_code=3, reason="timed out?", ended_by="exit"), 3),
+        (execution("Failed", exit_code=0, ended_by="exit"), EXIT_FAILED),
+        (execution("Failed", signal=9, reason="timed out?", ended_by="signal"), 137),
+        (execution("Failed", ended_by="signal"), EXIT_FAILED),
+        (execution("Cancelled", signal=15, ended_by="cancelled"), EXIT_CANCELLED),
+        (execution("Failed", signal=9, ended_by="storage"), EXIT_FAILED),  # wfmd's signal
+        (execution("Failed", ended_by="daemon_died"), EXIT_FAILED),
+        (execution("Failed", started_at=None, ended_by="spawn_error"), EXIT_FAILED),
+        (execution("Failed", exit_code=2, ended_by="internal"), EXIT_FAILED),
+        # A word this wfmctl does not know: the workflow's own status or signal, if any.
+        (execution("Failed", signal=9, ended_by="oom_killed"), 137),
+        (execution("Failed", exit_code=4, ended_by="some_new_word"), 4),
+        (execution("Failed", ended_by="some_new_word"), EXIT_FAILED),
     ],
 )
 def test_exit_code_for(e: Execution, code: int) -> None:

@@ -167,11 +167,19 @@ def test_event_edge_cases() -> None:
 
 
 def test_execution_detail(utc: None) -> None:
-    e = execution("Failed", exit_code=3, reason="exit status 3", timeout=30, params={"m": "hi"})
+    e = execution(
+        "Failed",
+        exit_code=3,
+        reason="exit status 3",
+        ended_by="exit",
+        timeout=30,
+        params={"m": "hi"},
+    )
     text = render.execution_detail(e, now=T0 + 10)
     assert "handle:       a1b2c3" in text
     assert "status:       Failed" in text
     assert "outcome:      exit status 3" in text
+    assert "ended by:     exit" in text
     assert "created:      2026-11-26 14:03:07" in text
     assert "duration:     1.2s" in text
     assert "timeout:      30.0s" in text

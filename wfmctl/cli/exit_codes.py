@@ -20,8 +20,17 @@ EXIT_SIGNAL_BASE = 128  # + N: the workflow was killed by signal N (the shell's 
 EXIT_CANCELLED = 130  # the execution was cancelled, or wfmctl got Ctrl-C (128 + SIGINT)
 EXIT_BROKEN_PIPE = 141  # stdout closed early (`wfmctl logs X | head`): 128 + SIGPIPE
 
-# The daemon's `reason` for an execution stopped by its timeout starts with this.
-TIMED_OUT_PREFIX = "timed out"
+# Exit codes of the endings that are not the workflow's own doing, by `Execution.ended_by`.
+# The others ("exit", "signal", and words added later) give the workflow's own exit status or
+# signal, when it has one.
+ENDED_BY_EXIT_CODES: dict[str, int] = {
+    "timeout": EXIT_TIMEOUT,
+    "cancelled": EXIT_CANCELLED,
+    "daemon_died": EXIT_FAILED,
+    "spawn_error": EXIT_FAILED,
+    "storage": EXIT_FAILED,  # wfmd killed it: its signal is wfmd's, not the workflow's
+    "internal": EXIT_FAILED,
+}
 
 ERROR_EXIT_CODES: dict[str, int] = {
     ErrorCode.INVALID_PARAMS: EXIT_DATAERR,
@@ -35,16 +44,16 @@ ERROR_EXIT_CODES: dict[str, int] = {
 
 def exit_code_for(execution: Execution) -> int:
     """The exit code of `run --follow`, `run --wait` and `wait`: the workflow's own if it
-    exited, else one that says how it ended. The one place that interprets `reason`."""
+    exited, else one that says how it ended (`ended_by`)."""
     match execution.status:
         case "Completed":
             return EXIT_OK
         case "Cancelled":
             return EXIT_CANCELLED
         case "Failed":
-            # Checked before the signal: a timed-out workflow is also killed by a signal.
-            if (execution.reason or "").startswith(TIMED_OUT_PREFIX):
-                return EXIT_TIMEOUT
+            ended_by = execution.ended_by or ended_by_from_reason(execution)
+            if ended_by in ENDED_BY_EXIT_CODES:
+                return ENDED_BY_EXIT_CODES[ended_by]
             if execution.signal is not None:
                 return EXIT_SIGNAL_BASE + execution.signal
             if execution.exit_code is not None and 0 < execution.exit_code < 256:
@@ -52,6 +61,12 @@ def exit_code_for(execution: Execution) -> int:
             return EXIT_FAILED
         case _:  # not ended: the daemon answered Wait/Follow early, which it should not
             return EXIT_ERROR
+
+
+# Daemons older than `ended_by` say how an execution ended only in its human `reason`.
+def ended_by_from_reason(execution: Execution) -> str | None:
+    """The word "timeout" if the reason says so; else None: the exit code or signal tells."""
+    return "timeout" if (execution.reason or "").startswith("timed out") else None
 
 
 def error_exit_code(error: WfmError) -> int:

@@ -202,6 +202,7 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
         ("workflow", e.workflow_id),
         ("status", e.status),
         ("outcome", outcome(e)),
+        ("ended by", e.ended_by),
         ("created", format_time(e.created_at)),
         ("started", format_time(e.started_at)),
         ("ended", format_time(e.ended_at)),
