@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -39,8 +39,17 @@ log = logging.getLogger(__name__)
 SHUTDOWN_COMMIT_GRACE = 30.0
 
 
+# The signals wfmd handles: SIGTERM and SIGINT stop it, SIGHUP rescans the workflows.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 class AlreadyRunning(Exception):
     pass
+
+
+class InternalFailure(Exception):
+    """A thread of the daemon failed (a bug): wfmd stopped in order, and exits non-zero so
+    that systemd restarts it."""
 
 
 @contextmanager
@@ -112,25 +121,60 @@ async def serve(
 ) -> None:
     """Run the daemon until SIGTERM or SIGINT, then shut down cleanly.
 
+    Every later signal is logged and ignored: the stop goes on in order, and ends with the
+    database closed. Raises InternalFailure, after the same orderly stop, if a thread of the
+    daemon failed.
+
     Cancellation: children are killed (their process groups), the socket is removed and the
     database closed; lines not yet committed may be lost, which is why a signal does not
     cancel but shuts down in order.
     """
-    prepare_socket_dir(config.socket)
-    with database_lock(config.database):
-        store = await Store.open(config.database)
-        try:
-            await _serve(config, store, task_status)
-        finally:
-            await store.close()
+    _ignore_late_signals()
+    # Open before anything else and closed after the database: a signal that arrives during
+    # start-up is handled once the daemon is ready, and none finds the default disposition.
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        prepare_socket_dir(config.socket)
+        with database_lock(config.database):
+            store = await Store.open(config.database)
+            try:
+                failed = await _serve(config, store, signals, task_status)
+            finally:
+                await store.close()
+    if failed is not None:
+        raise InternalFailure(
+            f"wfmd stopped because its pipe reader thread failed ({type(failed).__name__}: "
+            f"{failed}); it stopped every running execution and closed the database: "
+            "exiting non-zero so that it is restarted"
+        ) from failed
+    log.info("wfmd stopped")
 
 
-async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Services]) -> None:
+async def _serve(
+    config: Config,
+    store: Store,
+    signals: AsyncIterator[int],
+    task_status: trio.TaskStatus[Services],
+) -> BaseException | None:
+    """Start every service, serve until a stop signal or an internal failure, stop in order.
+
+    Returns the failure of the pipe reader thread, if that is what stopped it.
+    """
     recovered = await recovery.recover(store, supervised=(), after_crash=True)
     if recovered:
         log.warning("recovered %d execution(s) left running by a daemon that died", recovered)
     catalog = WorkflowCatalog(config.workflow_dirs or default_workflow_dirs(), config.probe_timeout)
-    writer = LogWriter(store, commit_interval=config.commit_interval)
+    stop = trio.Event()
+    failed: BaseException | None = None
+
+    def pipe_reader_failed(exc: BaseException) -> None:
+        # Called once everything it had read is committed; the writer goes on committing
+        # endings. Nothing reads a child's output any more: stop them all, record why, exit.
+        nonlocal failed
+        failed = exc
+        log.error("the pipe reader thread failed: stopping every running execution, then wfmd")
+        stop.set()
+
+    writer = LogWriter(store, commit_interval=config.commit_interval, on_failure=pipe_reader_failed)
     store.reads_yield_while(writer.pipes.holding_back)
     supervisor = Supervisor(
         store,
@@ -148,50 +192,80 @@ async def _serve(config: Config, store: Store, task_status: trio.TaskStatus[Serv
         heartbeat_interval=config.heartbeat_interval,
         recovery_interval=config.recovery_interval,
     )
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as root:
-            await root.start(catalog.run)
-            _report_catalog(catalog)
-            writer_done = trio.Event()
+    async with trio.open_nursery() as root:
+        await root.start(catalog.run)
+        _report_catalog(catalog)
+        writer_done = trio.Event()
 
-            async def run_writer(*, task_status: trio.TaskStatus[None]) -> None:
-                await writer.run(task_status=task_status)
-                writer_done.set()
+        async def run_writer(*, task_status: trio.TaskStatus[None]) -> None:
+            await writer.run(task_status=task_status)
+            writer_done.set()
 
-            await root.start(run_writer)
-            await root.start(supervisor.run)
-            await root.start(scheduler.run)
-            server_scope = trio.CancelScope()
+        await root.start(run_writer)
+        await root.start(supervisor.run)
+        await root.start(scheduler.run)
+        server_scope = trio.CancelScope()
 
-            async def run_server(*, task_status: trio.TaskStatus[None]) -> None:
-                with server_scope:
-                    await server.run(task_status=task_status)
+        async def run_server(*, task_status: trio.TaskStatus[None]) -> None:
+            with server_scope:
+                await server.run(task_status=task_status)
 
-            await root.start(run_server)
-            log.info("wfmd %s ready on %s (database %s)", __version__, config.socket, store.path)
-            notify_systemd("READY=1")
-            task_status.started(services)
+        await root.start(run_server)
+        log.info("wfmd %s ready on %s (database %s)", __version__, config.socket, store.path)
+        notify_systemd("READY=1")
+        task_status.started(services)
 
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    root.start_soon(_rescan, catalog)
-                    continue
-                log.info("received %s: shutting down", signal.Signals(signum).name)
-                break
-            notify_systemd("STOPPING=1")
-            server_scope.cancel()
-            # Bounded only for a database that cannot take writes: then we would wait forever.
-            with trio.move_on_after(config.cancel_grace + SHUTDOWN_COMMIT_GRACE) as bounded:
-                await supervisor.shutdown()
-                writer.close()
-                await writer_done.wait()
-            if bounded.cancelled_caught:
-                log.error(
-                    "stopping without committing the last lines and statuses: %s",
-                    writer.storage_error or "the writer did not finish in time",
-                )
-            root.cancel_scope.cancel()
-    log.info("wfmd stopped")
+        root.start_soon(_handle_signals, signals, stop, catalog, root)
+        await stop.wait()
+        notify_systemd("STOPPING=1")
+        server_scope.cancel()
+        # Bounded only for a database that cannot take writes: then we would wait forever.
+        with trio.move_on_after(config.cancel_grace + SHUTDOWN_COMMIT_GRACE) as bounded:
+            await supervisor.shutdown()
+            writer.close()
+            await writer_done.wait()
+        if bounded.cancelled_caught:
+            log.error(
+                "stopping without committing the last lines and statuses: %s",
+                writer.storage_error or "the writer did not finish in time",
+            )
+        root.cancel_scope.cancel()
+    return failed
+
+
+async def _handle_signals(
+    signals: AsyncIterator[int], stop: trio.Event, catalog: WorkflowCatalog, nursery: trio.Nursery
+) -> None:
+    """SIGTERM and SIGINT stop the daemon, SIGHUP rescans; once stopping, each is ignored.
+
+    Read to the end (until cancelled): a signal left unread in the receiver when it closes
+    would be redelivered under the default disposition.
+    """
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("received %s while stopping: ignored", name)
+        elif signum == signal.SIGHUP:
+            nursery.start_soon(_rescan, catalog)
+        else:
+            log.info("received %s: shutting down", name)
+            stop.set()
+
+
+def _ignore_late_signals() -> None:
+    """From now on, for the rest of the process, a stop signal that finds no receiver open
+    (one redelivered by Trio as the receiver closes, or one that arrives after) is logged and
+    ignored rather than killing wfmd by its default action midway through its last steps.
+
+    A Python handler rather than SIG_IGN: an ignored signal stays ignored across exec, so every
+    workflow would inherit it; a handler does not.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _late_signal)
+
+
+def _late_signal(signum: int, _frame: object) -> None:
+    log.warning("received %s while stopping: ignored", signal.Signals(signum).name)
 
 
 async def _rescan(catalog: WorkflowCatalog) -> None:

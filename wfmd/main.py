@@ -6,6 +6,7 @@ import argparse
 import errno
 import logging
 import resource
+import signal
 import sys
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from wfmctl.paths import RuntimeDirError
 from wfmd import __version__
 from wfmd.api.server import SocketInUse, SocketPathError
 from wfmd.config import Config, ConfigError, default_config_path, load
-from wfmd.daemon import AlreadyRunning, serve
+from wfmd.daemon import STOP_SIGNALS, AlreadyRunning, InternalFailure, serve
 from wfmd.store import DatabaseError, StorageError
 
 EXIT_OK = 0
@@ -43,8 +44,8 @@ configuration: {default_config_path()} (TOML; see README), overridden by the
 environment (WFM_CONFIG, WFM_DATABASE, WFM_SOCKET, WFM_WORKFLOW_DIRS) and by these flags.
 
 exit codes:
-  {EXIT_OK}  stopped cleanly (SIGTERM / SIGINT)
-  {EXIT_ERROR}  unexpected error
+  {EXIT_OK}  stopped cleanly (SIGTERM / SIGINT; more signals while stopping are ignored)
+  {EXIT_ERROR}  unexpected error, or a thread of wfmd failed (after stopping in order)
   {EXIT_USAGE}  bad flags or configuration
   {EXIT_ALREADY_RUNNING}  another wfmd already serves this socket or database
   {EXIT_DATABASE_CORRUPT}  the database file is not a database or is corrupt (left untouched)
@@ -109,6 +110,8 @@ def _unwrap(exc: BaseException) -> BaseException:
 def exit_code_for(exc: BaseException, log: logging.Logger) -> int:
     """Expected failures are one clear log line; anything else gets its traceback."""
     match exc:
+        case InternalFailure():  # the failed thread's traceback is in the log already
+            code = EXIT_ERROR
         case AlreadyRunning() | SocketInUse():
             code = EXIT_ALREADY_RUNNING
         case RuntimeDirError() | SocketPathError():
@@ -150,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(serve, config)
     except BaseException as exc:  # every failure must become an exit code
         return exit_code_for(_unwrap(exc), log)
+    finally:
+        # The daemon has stopped and starts no more children: a late signal must not turn
+        # the exit status into 143 while the interpreter exits (which resets handlers).
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
     return EXIT_OK
 
 
