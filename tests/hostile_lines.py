@@ -12,11 +12,14 @@ other line is raw output, kept byte for byte; a line over MAX_LINE is kept as pi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Literal
 
+import msgspec
 from hypothesis import strategies as st
 
-from wfmd.events import EVENT_MARKER, MAX_DEPTH, MAX_INT, MIN_INT
+from wfmctl.protocol import LogEntry
+from wfmd.events import EVENT_MARKER, EVENT_TYPES, MAX_DEPTH, MAX_INT, MIN_INT, event_fields
 from wfmd.ingest.lines import MAX_LINE
 
 Expect = Literal["event", "raw", "any"]
@@ -200,3 +203,35 @@ def expected_entries(lines: list[Line]) -> list[tuple[bytes, Expect]]:
         assert line.isascii(), "a long line's pieces are predictable only for ASCII"
         out += [(line[i : i + MAX_LINE], "raw") for i in range(0, len(line), MAX_LINE)]
     return out
+
+
+def check_entries(got: list[tuple[bytes, str | None]], lines: list[Line]) -> None:
+    """Entries (text, event type or None) are what `lines` must become: every byte, in
+    order, and an event exactly where one is expected ("any": either), each one servable."""
+    want = expected_entries(lines)
+    assert [line for line, _ in got] == [line for line, _ in want]
+    for (line, kind), (_, expect) in zip(got, want, strict=True):
+        if expect == "raw":
+            assert kind is None, line[:200]
+        elif expect == "event":
+            assert kind is not None and kind == json.loads(line.split(b":", 1)[1])["type"]
+        if kind is not None:  # whatever is an event can be sent to every reader
+            fields = event_fields(line.rstrip(b"\r")[len(EVENT_MARKER) :])
+            assert fields is not None and kind in EVENT_TYPES
+            msgspec.msgpack.encode(fields)
+
+
+def check_served(entries: Sequence[LogEntry], lines: list[Line]) -> None:
+    """A log as a client got it: its stderr entries are `lines` as expected (invalid UTF-8
+    replaced), and each event's fields are its JSON without `type`."""
+    got = [
+        (e.line.encode(), None if e.type == "raw_output" else e.type)
+        for e in entries
+        if e.stream == "stderr"
+    ]
+    check_entries(got, [(line.decode("utf-8", "replace").encode(), x) for line, x in lines])
+    for e in entries:
+        if e.type != "raw_output":
+            assert e.stream == "stderr", e
+            payload = json.loads(e.line.rstrip("\r")[len(EVENT_MARKER) :])
+            assert e.event == {k: v for k, v in payload.items() if k != "type"}

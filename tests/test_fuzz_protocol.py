@@ -8,7 +8,9 @@ fresh connection must get a `pong`, and the daemon's VmRSS must stay under RSS_L
 Cases: random bytes (raw and framed), truncated frames, length prefixes up to 0xFFFFFFFF (a
 `bad_frame` error before any body is sent, and no multi-GiB allocation), well-framed msgpack
 maps with every real `op` and random or plausible values for its fields, deep nesting, and
-strings of several MB.
+strings of several MB. And what a workflow prints: event-shaped stderr lines
+(tests/hostile_lines.py: deep nesting, numbers out of range, huge strings, the marker in odd
+places), relayed byte for byte by a workflow, then read back every way a client can.
 
 Quick form: a few thousand cases. `WFM_LONG_TESTS=1`: 1,000,000 cases in all.
 `WFM_FUZZ_SCALE=N`: N times the quick form.
@@ -33,11 +35,13 @@ import time
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 from conftest import Closed, Daemon, frame, kill_leftovers, proc_status, raw_connect, recv_frame
+from hostile_lines import Line, check_served, scripts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,12 +50,15 @@ from wfmctl.protocol import HEADER, MAX_FRAME, ErrorCode
 
 LONG = os.environ.get("WFM_LONG_TESTS") == "1"
 
-# Cases per fuzzer: (quick, long). Quick totals ~3,000 (about 20 s here); long totals 1,000,000.
+# Cases per fuzzer: (quick, long). Quick totals ~3,000 (about 30 s here); long totals
+# 1,000,000. An event case runs a workflow (~0.1 s here), a protocol case only exchanges
+# frames (~7 ms).
 EXAMPLES = {
     "bytes": (700, 250_000),
     "truncated": (400, 100_000),
     "length": (200, 50_000),
-    "typed": (1_700, 600_000),
+    "typed": (1_700, 580_000),
+    "events": (60, 20_000),
 }
 
 # The bound on the daemon's resident memory, checked after every case.
@@ -82,6 +89,17 @@ if [ "$1" = "--workflow-metadata" ]; then
   exit 0
 fi
 echo hi
+"""
+
+# Prints the file it is given on stderr, byte for byte.
+RELAY_WORKFLOW = """#!/bin/sh
+if [ "$1" = "--workflow-metadata" ]; then
+  echo '{"id": "relay", "name": "relay", "description": "", "fields": [{"name": "file", \
+"field_type": {"type": "text"}, "label": "f", "description": "", "cli_arg": "--file", \
+"required": true, "default": null, "required_for_phases": null}]}'
+  exit 0
+fi
+exec cat "$2" >&2
 """
 
 
@@ -387,6 +405,39 @@ def test_wrong_types_for_every_request(target: Target, msg: dict[Any, Any]) -> N
         else:
             sock.sendall(frame(_encoder.encode(protocol.Ping())))
             assert isinstance(recv_frame(sock), protocol.Pong)
+    target.check_alive()
+
+
+@pytest.fixture(scope="module")
+def relay(target: Target) -> Path:
+    """The relay workflow, installed in the target daemon; the file it is to print."""
+    path = target.daemon.workflow_dirs[0] / "relay"
+    path.write_text(RELAY_WORKFLOW)
+    path.chmod(0o755)
+    with target.daemon.client() as client:
+        found = client.workflows(rescan=True)
+    assert "relay" in {w.id for w in found.workflows}, found
+    return target.daemon.root / "relayed"
+
+
+@fuzz_settings("events")
+@given(script=scripts())
+def test_event_shaped_lines(target: Target, relay: Path, script: tuple[bytes, list[Line]]) -> None:
+    """Whatever a workflow prints on stderr: the daemon lives, keeps every byte (lines over
+    1 MiB in pieces), makes events of exactly the valid whole lines whose fields it can send,
+    and serves the log every way a client reads it (pages, tail, follow), never `internal`."""
+    data, lines = script
+    relay.write_bytes(data)
+    with target.daemon.client() as client:
+        ended = client.wait(client.run("relay", {"file": str(relay)}).handle)
+        entries = list(client.iter_logs(ended.handle, limit=1_000))
+        tail = client.logs(ended.handle, tail=1).entries
+        followed = list(client.follow(ended.handle))
+    assert ended.status == "Completed", ended
+    assert ended.log_count == len(entries)
+    assert tail == entries[-1:]
+    assert followed[:-1] == entries
+    check_served(entries, lines)
     target.check_alive()
 
 

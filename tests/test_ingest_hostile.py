@@ -32,8 +32,9 @@ from hostile_lines import (
     OUT_OF_RANGE,
     SAMPLES,
     Expect,
+    check_entries,
+    check_served,
     event,
-    expected_entries,
     nested,
     scripts,
     with_extra,
@@ -43,7 +44,7 @@ from hypothesis import strategies as st
 
 from wfmctl import protocol
 from wfmctl.protocol import LogEntry
-from wfmd.events import EVENT_MARKER, EVENT_TYPES, MAX_DEPTH, event_fields, event_type
+from wfmd.events import EVENT_MARKER, MAX_DEPTH, event_fields, event_type
 from wfmd.ingest.committer import LogWriter
 from wfmd.ingest.lines import MAX_LINE, Chunk, LineBuffer
 from wfmd.store import Finish, LogRow, Store, executions, logs, status_and_logs, write_batch
@@ -125,20 +126,6 @@ def entries_of(chunks: list[Chunk]) -> list[tuple[bytes, str | None]]:
         assert chunk.event is None or chunk.lines == 1
         out += [(line, chunk.event) for line in lines]
     return out
-
-
-def check_entries(got: list[tuple[bytes, str | None]], lines: list[tuple[bytes, Expect]]) -> None:
-    want = expected_entries(lines)
-    assert [line for line, _ in got] == [line for line, _ in want]
-    for (line, kind), (_, expect) in zip(got, want, strict=True):
-        if expect == "raw":
-            assert kind is None, line[:200]
-        elif expect == "event":
-            assert kind is not None and kind == json.loads(line.split(b":", 1)[1])["type"]
-        if kind is not None:  # whatever is an event can be sent to every reader
-            fields = event_fields(line.rstrip(b"\r")[len(EVENT_MARKER) :])
-            assert fields is not None and kind in EVENT_TYPES
-            msgspec.msgpack.encode(fields)
 
 
 @settings(max_examples=150, deadline=None)
@@ -323,17 +310,7 @@ def check_log(
     "after" (stdout and stderr may interleave: they are two pipes)."""
     stdout = [e.line for e in entries if e.stream == "stdout"]
     assert stdout == (["before", "after"] if framed else [])
-    got = [
-        (e.line.encode("utf-8", "surrogateescape"), None if e.type == "raw_output" else e.type)
-        for e in entries
-        if e.stream == "stderr"
-    ]
-    want = [(line.decode("utf-8", "replace").encode(), expect) for line, expect in lines]
-    check_entries(got, want)
-    for e in entries:
-        if e.type != "raw_output":
-            payload = json.loads(e.line.rstrip("\r")[len(EVENT_MARKER) :])
-            assert e.event == {k: v for k, v in payload.items() if k != "type"}
+    check_served(entries, lines)
 
 
 def test_deeply_nested_event_kills_nothing(daemon: Daemon, workflow_dir: Path) -> None:
