@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from test_cli_support import T0, entry, execution, time_zone
 
-from wfmctl.cli import render
+from wfmctl.cli import render, terminal
 from wfmctl.protocol import (
     Field,
     FieldType,
@@ -247,3 +247,25 @@ def test_params_and_pong() -> None:
     text = render.pong_detail(pong, 1)
     assert "uptime:    3m04s" in text
     assert "storage:   ERROR: disk full" in text
+
+
+# --------------------------------------------------------------------------- terminals
+
+
+def test_escape_shows_what_a_terminal_would_act_on() -> None:
+    assert terminal.escape("plain café ☃ ▶\ttabbed") == "plain café ☃ ▶\ttabbed"
+    assert terminal.escape("a\nb") == "a\nb"
+    text = "\x00\x07\x1b[2J\r\x7f\x85\x9b\u202a\u202e\u2066\u2069\u200b"
+    assert terminal.escape(text) == (
+        r"\x00\x07\x1b[2J\r\x7f\x85\x9b\u202a\u202e\u2066\u2069" + "\u200b"
+    )
+
+
+def test_escape_json_keeps_the_document() -> None:
+    import msgspec.json
+
+    value = {"line": "\x1b]0;t\x07 \x7f \x9b \u202e \u2066 é"}
+    encoded = msgspec.json.encode(value).decode()
+    escaped = terminal.escape_json(encoded)
+    assert escaped == r'{"line":"\u001b]0;t\u0007 \u007f \u009b \u202e \u2066 é"}'
+    assert msgspec.json.decode(escaped) == value

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from wfmctl import protocol
-from wfmctl.cli import render
+from wfmctl.cli import render, terminal
 from wfmctl.cli.args import Args, merge_params
 from wfmctl.cli.exit_codes import EXIT_OK, exit_code_for
 from wfmctl.client import Client, WfmError
@@ -21,14 +21,28 @@ from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
 class View:
     """Where output goes, and in which form.
 
-    A plain class, not a dataclass: every `wfmctl` start would import `dataclasses` for three
-    attributes (see test_status_skips_argparse).
+    `escape_out` / `escape_err`: the stream is a terminal (and no --raw), so text from
+    workflows is shown with its control characters escaped (see `terminal`). Every line goes
+    through here, so nothing a workflow controls reaches a terminal raw.
+
+    A plain class, not a dataclass: every `wfmctl` start would import `dataclasses` for a
+    few attributes (see test_status_skips_argparse).
     """
 
-    def __init__(self, json: bool, out: TextIO, err: TextIO) -> None:
+    def __init__(
+        self,
+        json: bool,
+        out: TextIO,
+        err: TextIO,
+        *,
+        escape_out: bool = False,
+        escape_err: bool = False,
+    ) -> None:
         self.json = json
         self.out = out
         self.err = err
+        self.escape_out = escape_out
+        self.escape_err = escape_err
 
     def doc(self, message: protocol.Message) -> None:
         """A JSON document (or one JSON line of a stream), always UTF-8: JSON's own encoding,
@@ -36,6 +50,8 @@ class View:
         import msgspec.json  # only --json needs it (it pulls in msgspec's schema support)
 
         data = msgspec.json.encode(protocol.to_builtins(message)) + b"\n"
+        if self.escape_out:
+            data = terminal.escape_json(data.decode()).encode()
         buffer = getattr(self.out, "buffer", None)
         if buffer is None:  # a text-only stream (tests): it takes any str
             self.out.write(data.decode())
@@ -54,10 +70,21 @@ class View:
             self.line(text(), flush=flush)
 
     def line(self, text: str, *, flush: bool = False) -> None:
+        if self.escape_out:
+            text = terminal.escape(text)
         print(text, file=self.out, flush=flush)
+
+    def lines(self, texts: list[str]) -> None:
+        """Several lines in one write, then a flush: the hot path of `logs`."""
+        if texts:
+            text = "\n".join(texts)
+            self.out.write((terminal.escape(text) if self.escape_out else text) + "\n")
+        self.out.flush()
 
     def note(self, text: str) -> None:
         """Commentary that is not the command's output (stderr, so pipes stay clean)."""
+        if self.escape_err:
+            text = terminal.escape(text)
         print(text, file=self.err, flush=True)
 
 
@@ -87,9 +114,7 @@ def follow(client: Client, handle: str, after: int, view: View) -> Execution:
 
 
 def print_entries(entries: list[LogEntry], view: View) -> None:
-    for entry in entries:
-        view.line(render.render_entry(entry))
-    view.out.flush()
+    view.lines([render.render_entry(entry) for entry in entries])
 
 
 # --------------------------------------------------------------------------- commands

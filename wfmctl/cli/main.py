@@ -37,16 +37,25 @@ def main(argv: list[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     as_json = bool(getattr(args, "json", False))
     socket_path: str | None = getattr(args, "socket", None)
+    raw = bool(getattr(args, "raw", False))
+    escape_err = not raw and _isatty(sys.stderr)
     _replace_unencodable(sys.stdout)
 
     from wfmctl.cli import commands  # lazy: --help needs none of it; see test_help_stays_light
 
+    view = commands.View(
+        as_json,
+        sys.stdout,
+        sys.stderr,
+        escape_out=not raw and _isatty(sys.stdout),
+        escape_err=escape_err,
+    )
     try:
-        return commands.execute(args, socket_path, commands.View(as_json, sys.stdout, sys.stderr))
+        return commands.execute(args, socket_path, view)
     except WfmError as err:
         if as_json:
             _print_json_error(err, sys.stdout)
-        print(f"wfmctl: error: {one_line(err.message)}", file=sys.stderr)
+        _print_error(one_line(err.message), escape_err)
         return error_exit_code(err)
     except KeyboardInterrupt:
         return EXIT_CANCELLED
@@ -54,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # a bug: still one line, never a traceback
-        print(f"wfmctl: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        _print_error(f"unexpected {type(exc).__name__}: {exc}", escape_err)
         return EXIT_ERROR
 
 
@@ -65,6 +74,23 @@ def one_line(text: str) -> str:
         if part:
             out += part if not out else (" " if out.endswith(":") else "; ") + part
     return out
+
+
+def _print_error(message: str, escape: bool) -> None:
+    """`wfmctl: error: ...` on stderr. Messages may quote a workflow's text (a parameter's
+    value, a pattern from its metadata): escaped, like all such text, on a terminal."""
+    if escape:
+        from wfmctl.cli import terminal
+
+        message = terminal.escape(message)
+    print(f"wfmctl: error: {message}", file=sys.stderr)
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):  # closed or detached
+        return False
 
 
 def _print_json_error(err: WfmError, out: TextIO) -> None:

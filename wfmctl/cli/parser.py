@@ -52,6 +52,11 @@ json (--json):
   log entries (objects with "seq"), then {{"type": "finished", "execution": ...}}.
   Errors also print {{"type": "error", "code": ..., "message": ...}} on stdout.
 
+terminals (--raw):
+  On a terminal, control characters in text from workflows (log lines, names,
+  descriptions, parameter values, reasons) are shown escaped: \\x1b, \\r, \\u202e.
+  --raw prints them as they are. Pipes and files always get the text as stored.
+
 exit codes:
   {EXIT_OK:<6}success
   N     run --follow, run --wait and wait: the workflow's own exit status
@@ -164,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--socket", metavar="PATH", default=argparse.SUPPRESS, help="wfmd's socket ($WFM_SOCKET)"
+    )
+    common.add_argument(
+        "--raw",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print workflows' text as is, even on a terminal",
     )
 
     parser = argparse.ArgumentParser(
