@@ -342,11 +342,7 @@ class Client:
 
     def cancel(self, handle: str) -> Execution:
         """Ask the daemon to stop an execution; returns its state after the request."""
-        reply = self.request(protocol.Cancel(handle=handle))
-        # StatusReply is the answer; the others carry an Execution just as well.
-        if isinstance(reply, protocol.StatusReply | protocol.Finished | protocol.Accepted):
-            return reply.execution
-        raise self._unexpected(protocol.StatusReply, reply)
+        return self._expect(protocol.Cancel(handle=handle), protocol.StatusReply).execution
 
     def history(
         self,
