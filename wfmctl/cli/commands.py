@@ -92,6 +92,8 @@ Command = Callable[[Client, Args, View], int]
 
 
 def execute(args: Args, socket_path: str | None, view: View) -> int:
+    if args.command == "mcp":  # a server: no connection up front, wfmd may be down
+        return cmd_mcp(None, args, view)
     with Client(socket_path) as client:
         return COMMANDS[args.command](client, args, view)
 
@@ -237,6 +239,13 @@ def cmd_params(client: Client, args: Args, view: View) -> int:
     return EXIT_OK
 
 
+def cmd_mcp(client: Client | None, args: Args, view: View) -> int:
+    """Serve MCP on stdio; its tools connect to wfmd per call (see wfmctl.mcp)."""
+    from wfmctl import mcp  # lazy: the MCP SDK is an optional extra
+
+    return mcp.main(getattr(args, "socket", None))
+
+
 COMMANDS: dict[str, Command] = {
     "ping": cmd_ping,
     "workflows": cmd_workflows,
@@ -247,4 +256,5 @@ COMMANDS: dict[str, Command] = {
     "cancel": cmd_cancel,
     "history": cmd_history,
     "params": cmd_params,
+    "mcp": cmd_mcp,
 }

@@ -259,4 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("params", "show the parameters an execution was given")
     p.add_argument("handle", metavar="HANDLE")
 
+    add("mcp", "serve wfmd's tools to Claude and other MCP clients on stdio (the mcp extra)")
+
     return parser
