@@ -77,8 +77,9 @@ class View:
     def lines(self, texts: list[str]) -> None:
         """Several lines in one write, then a flush: the hot path of `logs`."""
         if texts:
-            text = "\n".join(texts)
-            self.out.write((terminal.escape(text) if self.escape_out else text) + "\n")
+            if self.escape_out:  # line by line: most lines pass escape()'s quick check
+                texts = [terminal.escape(text) for text in texts]
+            self.out.write("\n".join(texts) + "\n")
         self.out.flush()
 
     def note(self, text: str) -> None:

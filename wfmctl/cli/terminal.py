@@ -10,8 +10,8 @@ override could show text in another order than the one stored.
 So on a terminal wfmctl shows each such character as Python writes it in a string literal:
 `\x1b`, `\r`, `\x9b`, `\u202e`. Tabs and newlines stay as they are. `--raw` turns this off.
 A pipe or a file gets the text as stored, as `cat` would give it: that is what `grep` and
-scripts expect, and a pager shows control characters safely by itself (`less`, and `less -R`
-passes colour sequences only).
+scripts expect, and a pager shows control characters safely by itself (`less`; `less -R`
+passes colour and hyperlink sequences only).
 
 JSON output escapes C0 controls already (msgspec writes `\u001b`); on a terminal, DEL, the
 C1 controls and the bidi overrides get the same `\uXXXX` form, which decodes to the same
