@@ -28,6 +28,7 @@ from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import DatabaseError, Store
+from wfmd.store.database import DatabaseFile
 from wfmd.workflows.catalog import WorkflowCatalog
 from wfmd.workflows.discovery import default_workflow_dirs
 
@@ -159,6 +160,8 @@ async def _serve(
 
     Returns the failure of the pipe reader thread, if that is what stopped it.
     """
+    # Identified right after the open: what a deleted or replaced file is told from.
+    database_file = await trio.to_thread.run_sync(DatabaseFile, store.path)
     recovered = await recovery.recover(store, supervised=(), after_crash=True)
     if recovered:
         log.warning("recovered %d execution(s) left running by a daemon that died", recovered)
@@ -184,11 +187,14 @@ async def _serve(
         default_timeout=config.default_timeout or None,
         storage_hold_timeout=config.storage_hold_timeout,
     )
-    services = Services(store, writer, supervisor, catalog, config.socket, __version__)
+    services = Services(
+        store, writer, supervisor, catalog, config.socket, __version__, database_file
+    )
     server = Server(config.socket, Dispatcher(services), __version__)
     scheduler = Scheduler(
         store,
         supervisor,
+        database_file,
         heartbeat_interval=config.heartbeat_interval,
         recovery_interval=config.recovery_interval,
     )

@@ -9,7 +9,7 @@ from wfmd.api.context import Services
 
 
 async def ping(s: Services) -> Pong:
-    error = s.writer.storage_error
+    error = s.storage_problem()
     return Pong(
         daemon_version=s.version,
         pid=s.pid,

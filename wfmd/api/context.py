@@ -14,6 +14,7 @@ from wfmd.api.pages import SharedPages
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import Store, StoredExecution, executions
+from wfmd.store.database import DatabaseFile
 from wfmd.workflows.catalog import WorkflowCatalog
 
 
@@ -25,12 +26,18 @@ class Services:
     catalog: WorkflowCatalog
     socket_path: Path
     version: str
+    database_file: DatabaseFile
     pid: int = field(default_factory=os.getpid)
     started: float = field(default_factory=time.monotonic)
     follow_pages: SharedPages = field(init=False)
 
     def __post_init__(self) -> None:
         self.follow_pages = SharedPages(self.store)
+
+    def storage_problem(self) -> str | None:
+        """What keeps the database from taking writes that last, as last seen, or None."""
+        problems = [p for p in (self.database_file.problem, self.writer.storage_error) if p]
+        return "; ".join(problems) or None
 
     async def resolve(self, handle: str) -> StoredExecution:
         """The execution a full handle or a unique prefix names. Raises Refused."""

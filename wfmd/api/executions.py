@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import trio
+
 from wfmctl.protocol import (
     FINISHED_STATUSES,
     Accepted,
@@ -33,6 +35,11 @@ async def run(s: Services, request: Run) -> Accepted:
     if workflow is None:
         raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
     values = validate_params(workflow, request.params)
+    # Looked at now, not at the last heartbeat: a run accepted into a deleted database file
+    # would be gone after the next start.
+    deleted = await trio.to_thread.run_sync(s.database_file.check)
+    if deleted is not None:
+        raise Refused(ErrorCode.STORAGE, f"storage error: {deleted}")
     execution = await s.supervisor.submit(
         workflow_id=workflow.id,
         workflow_name=workflow.name,

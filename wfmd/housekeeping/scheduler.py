@@ -1,4 +1,5 @@
-"""Housekeeping on a schedule: the heartbeat, and recovery of orphaned executions."""
+"""Housekeeping on a schedule: the heartbeat (with a look at the database file), and
+recovery of orphaned executions."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import trio
 from wfmd.housekeeping import recovery
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import StorageError, Store, heartbeat, now_ms
+from wfmd.store.database import DatabaseFile
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +22,14 @@ class Scheduler:
         self,
         store: Store,
         supervisor: Supervisor,
+        database_file: DatabaseFile,
         *,
         heartbeat_interval: float,
         recovery_interval: float,
     ) -> None:
         self._store = store
         self._supervisor = supervisor
+        self._database_file = database_file
         self._heartbeat_interval = heartbeat_interval
         self._recovery_interval = recovery_interval
         self._started_at = now_ms()
@@ -46,6 +50,9 @@ class Scheduler:
                 log.error("scheduled job %s failed: %s", getattr(job, "__name__", job), exc)
 
     async def _beat(self) -> None:
+        # Deleted or replaced, the file still takes the beat; ping and new runs learn of it
+        # from `problem`, which this updates (and logs).
+        await trio.to_thread.run_sync(self._database_file.check)
         await self._store.call(heartbeat.beat, os.getpid(), self._started_at, now_ms())
 
     async def _recover(self) -> None:

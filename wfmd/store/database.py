@@ -20,6 +20,8 @@ import apsw
 import apsw.bestpractice
 import apsw.ext
 
+log = logging.getLogger(__name__)
+
 # A writer that finds the database busy (someone running `sqlite3` on it, a checkpoint) waits
 # this long before the statement fails; long enough to ride out a human's query.
 BUSY_TIMEOUT_MS = 5_000
@@ -131,6 +133,13 @@ def open_reader(path: Path) -> apsw.Connection:
     try:
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         apsw.bestpractice.connection_dqs(conn)
+        # A first read maps the WAL's shared memory now: a connection that maps it only once
+        # the database file has been deleted fails every read (SQLITE_IOERR_FSTAT), and the
+        # executions still running into that file could no longer be looked at.
+        conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+    except apsw.Error as exc:
+        conn.close()
+        raise DatabaseError("unwritable", f"cannot read {path}: {exc}") from exc
     except BaseException:
         conn.close()
         raise
@@ -292,3 +301,58 @@ def close_database(conn: apsw.Connection) -> None:
     except apsw.Error:
         pass  # the data is safe in the WAL; the next open checkpoints it
     conn.close()
+
+
+class DatabaseFile:
+    """The database file wfmd opened (and its WAL), known by device and inode.
+
+    Deleted or replaced while wfmd runs, the open file lives on unseen: every commit goes into
+    a file nobody will open again, and the next start begins an empty (or another) database.
+    SQLite cannot tell; a stat of the path can. `check` compares the two.
+
+    The identity is taken just after the open: a file swapped within those milliseconds would
+    be taken for the original.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._watched = [p for p in (path, _wal_path(path)) if p.exists()]
+        self._opened = {p: _identity(p) for p in self._watched}
+        self.problem: str | None = None
+
+    def check(self) -> str | None:
+        """Why the files at the paths are no longer those opened, or None. Updates `problem`
+        and logs each change of it. Blocking (stat): run it in a thread."""
+        problem = None
+        for path in self._watched:
+            try:
+                identity = _identity(path)
+            except FileNotFoundError:
+                problem = f"the database file {path} was deleted while wfmd was running"
+            except OSError as exc:
+                problem = f"cannot check the database file {path}: {exc}"
+            else:
+                if identity != self._opened[path]:
+                    problem = f"the database file {path} was replaced while wfmd was running"
+            if problem is not None:
+                problem += (
+                    ": new runs are refused, and what is recorded from then on will be lost; "
+                    "running executions go on, recorded in the open file only; restart wfmd"
+                )
+                break
+        if problem != self.problem:
+            if problem is None:
+                log.warning("the database file %s is back as it was opened", self.path)
+            else:
+                log.error("%s", problem)
+            self.problem = problem
+        return problem
+
+
+def _wal_path(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
