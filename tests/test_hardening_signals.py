@@ -10,6 +10,7 @@ exits 0.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ STOP_SLACK = 15.0
 
 STUBBORN = """
 import signal
+import sys
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 with open(sys.argv[2], "w") as f:
     f.write("started\\n")
@@ -148,3 +150,32 @@ def test_sighup_still_rescans(make_daemon: MakeDaemon, workflow_dir: Path) -> No
     else:
         raise AssertionError("SIGHUP did not rescan")
     assert daemon.stop() == 0
+
+
+SLOW_PROBE = """#!{python}
+import json, sys, time
+if sys.argv[1:] == ["--workflow-metadata"]:
+    open({marker!r}, "w").write("probing\\n")
+    time.sleep(2)
+    print(json.dumps({{"id": "slow", "name": "slow", "description": "", "fields": []}}))
+"""
+
+
+def test_sigterm_during_start_up_stops_once_ready(
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
+) -> None:
+    """A SIGTERM while the first scan runs waits for start-up to finish, then stops cleanly."""
+    marker = tmp_path / "probing"
+    probe = workflow_dir / "slow"
+    probe.write_text(SLOW_PROBE.format(python=sys.executable, marker=str(marker)))
+    probe.chmod(0o755)
+    daemon = make_daemon().start(wait=False)
+    wait_for_file(marker)
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGTERM)
+    daemon.proc.send_signal(signal.SIGHUP)
+    code, _ = wait_exit(daemon)
+    assert code == 0, daemon.log()
+    log = daemon.log()
+    assert log.index(" ready on ") < log.index("received SIGTERM: shutting down"), log
+    assert "wfmd stopped" in log
