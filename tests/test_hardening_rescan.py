@@ -152,3 +152,14 @@ def test_nothing_else_waits_for_a_scan(slow_daemon: Daemon) -> None:
     assert still_scanning, "the scan ended before the requests were made: the test proves nothing"
     assert ended.status == "Completed", ended
     assert all(wait < QUICK for wait in waits.values()), waits
+
+
+def test_a_workflow_installed_just_after_a_scan_runs_at_once(
+    daemon: Daemon, workflow_dir: Path
+) -> None:
+    """A scan is reused only while no workflow directory has changed since it began."""
+    with daemon.client() as client:
+        client.workflows(rescan=True)  # a scan that has just finished
+        write_workflow(workflow_dir, "fresh", "print('fresh ran')\n", metadata("fresh"))
+        execution = client.wait(client.run("fresh").handle)
+    assert execution.status == "Completed", execution

@@ -11,7 +11,9 @@ callers say how fresh a result they need.
   a scan runs shares the one scan after it.
 - `recent()`, for a run of an id the catalog does not know (a new workflow, or a typo), joins
   the scan in flight, reuses one that finished less than RESCAN_REUSE ago, and starts one
-  otherwise: a burst of typos costs one scan, not one each.
+  otherwise: a burst of typos costs one scan, not one each. A scan is reused only while no
+  workflow directory has changed since it began, so a workflow installed a moment ago is
+  found at once.
 
 Nothing else waits for a scan: `current` is replaced only when a scan has finished.
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import time
 from pathlib import Path
 
 import trio
@@ -43,6 +47,7 @@ class WorkflowCatalog:
         self.current = Catalog(workflows={}, skipped=[], conflicts=[])
         self._scanning_since: float | None = None  # trio clock: the scan in flight began
         self._started = -math.inf  # when the scan that produced `current` began
+        self._scan_began_ns = 0  # the same moment on the wall clock, for directory mtimes
         self._finished = -math.inf  # ... and ended
         self._wanted = trio.Event()  # someone needs a scan after the one in flight
         self._done = trio.Event()  # set (and replaced) whenever a scan ends
@@ -79,6 +84,8 @@ class WorkflowCatalog:
 
         Cancellation: as for `rescan`.
         """
+        if self._dirs_changed_since(self._scan_began_ns):
+            return await self.rescan()
         if self._scanning_since is not None:
             await self._done.wait()
             return self.current
@@ -86,9 +93,21 @@ class WorkflowCatalog:
             return self.current
         return await self.rescan()
 
+    def _dirs_changed_since(self, wall_ns: int) -> bool:
+        """Whether a file was added, removed or renamed in a workflow directory at or after
+        `wall_ns` (its mtime says so; a missing directory counts as unchanged)."""
+        for directory in self.dirs:
+            try:
+                if os.stat(directory).st_mtime_ns >= wall_ns:
+                    return True
+            except OSError:
+                continue
+        return False
+
     async def _scan(self) -> None:
         started = trio.current_time()
         self._scanning_since = started
+        self._scan_began_ns = time.time_ns()
         try:
             self.current = await discover(self.dirs, probe_timeout=self._probe_timeout)
         except Exception:  # a bug in discovery must not take the daemon down: keep the last
