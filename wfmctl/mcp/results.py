@@ -12,6 +12,7 @@ Times are RFC 3339 strings in local time with their offset, as the original tool
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -69,7 +70,16 @@ def rfc3339(ts: float | None) -> str | None:
     """Seconds since the epoch as RFC 3339 in local time, to the millisecond."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="milliseconds")
+    whole = math.floor(ts)
+    ms = min(999, round((ts - whole) * 1000))
+    if _second[0] != whole:  # a page's entries share few seconds: format each second once
+        local = datetime.fromtimestamp(whole).astimezone()
+        offset = local.isoformat()[19:]
+        _second[:] = [whole, local.strftime("%Y-%m-%dT%H:%M:%S."), offset]
+    return f"{_second[1]}{ms:03d}{_second[2]}"
+
+
+_second: list[Any] = [None, "", ""]  # the last second formatted: seconds, text, offset
 
 
 def cut(text: str, cap: int) -> str:

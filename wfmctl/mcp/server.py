@@ -272,7 +272,7 @@ class Tools:
 
         async def body() -> CallToolResult:
             params = parameters or {}
-            execution = await self.bridge.call(lambda c: c.run(workflow_id, params))
+            execution = await self.bridge.call(lambda c: c.run(workflow_id, params), once=True)
             note = ""
             if wait_seconds:
                 try:
@@ -367,7 +367,7 @@ class Tools:
         Cancelled once it has stopped (wait_for_workflow shows when)."""
 
         async def body() -> CallToolResult:
-            execution = await self.bridge.call(lambda c: c.cancel(handle_id))
+            execution = await self.bridge.call(lambda c: c.cancel(handle_id), once=True)
             if execution.status in FINISHED_STATUSES:
                 message = f"Cancelled: it is now {execution.status}."
             else:
