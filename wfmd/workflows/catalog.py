@@ -73,9 +73,11 @@ class WorkflowCatalog:
         asked = trio.current_time()
         while self._started < asked:
             done = self._done
-            # If a scan is in flight it began before we asked: `run` will start another one
-            # as soon as it ends, shared by everyone who asked meanwhile.
-            self._wanted.set()
+            # A scan in flight that began before we asked will not do: `run` starts another
+            # as soon as it ends, shared by everyone who asked meanwhile. One that began
+            # after will (asking again would start a scan nobody needs).
+            if self._scanning_since is None or self._scanning_since < asked:
+                self._wanted.set()
             await done.wait()
         return self.current
 
