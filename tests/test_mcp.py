@@ -352,11 +352,20 @@ def test_cancel_a_long_running_run(mcp: McpClient) -> None:
     while mcp.ok("get_workflow_status", handle_id=handle)["log_count"] == 0:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # A wait in progress stalls no other call: status and the cancel go through meanwhile.
+    waiting = mcp.portal.start_task_soon(
+        functools.partial(
+            mcp.session.call_tool, "wait_for_workflow", {"handle_id": handle, "timeout_seconds": 60}
+        )
+    )
+    for _ in range(3):
+        assert mcp.ok("get_workflow_status", handle_id=handle)["status"] == "Running"
+    assert not waiting.done()
     cancelled = mcp.ok("cancel_workflow", handle_id=handle[:8])
     assert cancelled["handle_id"] == handle
     assert cancelled["status"] in {"Running", "Cancelled"}
-    ended = wait_ended(mcp, handle)
-    assert ended["status"] == "Cancelled" and ended["ended_by"] == "cancelled"
+    ended = waiting.result(timeout=60).structured_content
+    assert ended["ended"] and ended["status"] == "Cancelled" and ended["ended_by"] == "cancelled"
     again = mcp.error("cancel_workflow", handle_id=handle)
     assert "already ended" in again and "get_workflow_status" in again
 

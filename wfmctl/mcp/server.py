@@ -11,6 +11,7 @@ tools' signatures to build their JSON schemas.
 """
 
 import contextlib
+import inspect
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -447,9 +448,9 @@ class Tools:
             )
             result["next_offset"] = end if more else None
             total = f"{page.total:,}" if page.total is not None else "?"
-            result["hint"] = (
-                f"Executions {offset + 1 if shown else offset:,}-{end:,} of {total}."
-                + (f" Next page: offset={end}." if more else "")
+            shown_range = f"{offset + 1:,}-{end:,}" if shown else "none"
+            result["hint"] = f"Executions {shown_range} of {total}." + (
+                f" Next page: offset={end}." if more else ""
             )
             if shown < len(items):
                 result["hint"] += " (The page was cut to fit the output bound.)"
@@ -653,7 +654,9 @@ def build_server(bridge: Bridge, limits: Limits) -> MCPServer[Any]:
         log_level="WARNING",
     )
     for name, annotations in TOOLS:
-        server.add_tool(getattr(tools, name), name=name, annotations=annotations)
+        fn = getattr(tools, name)
+        description = inspect.cleandoc(fn.__doc__ or "")
+        server.add_tool(fn, name=name, description=description, annotations=annotations)
     resources.add_templates(server, bridge, limits)
     return server
 
