@@ -6,6 +6,7 @@ import time
 
 from wfmctl.protocol import Pong
 from wfmd.api.context import Services
+from wfmd.runs import containment
 
 
 async def ping(s: Services) -> Pong:
@@ -20,4 +21,5 @@ async def ping(s: Services) -> Pong:
         queued=s.supervisor.queued_count,
         storage_ok=error is None,
         storage_error=error,
+        containment=containment.mode(),
     )

@@ -24,7 +24,7 @@ from wfmctl.protocol import EndedBy, ErrorCode, Execution, Status
 from wfmd.errors import Refused
 from wfmd.ingest.committer import LogWriter
 from wfmd.ingest.pipes import Pipe
-from wfmd.runs import process
+from wfmd.runs import containment, process
 from wfmd.store import Finish, StorageError, Store, StoredExecution, executions, now_ms
 from wfmd.store.logs import STDERR, STDOUT
 
@@ -111,6 +111,8 @@ class Supervisor:
                     self._queue.append(stored)
             self._fill_slots()
             nursery.start_soon(self._watch_storage)
+            if (await containment.current()).adopting:
+                nursery.start_soon(containment.reap_adopted_forever)
             task_status.started()
             await self._all_done.wait()
             nursery.cancel_scope.cancel()
@@ -224,21 +226,34 @@ class Supervisor:
                 self._none_running.set()
 
     async def _supervise(self, active: _Active) -> Finish:
-        """Spawn, capture, wait for the end (exit, timeout or stop), reap the group.
+        """Spawn into a box of its own, capture, wait for the end (exit, timeout or stop),
+        kill whatever is left in the box, reap.
 
-        Cancellation: the child's whole process group is killed and reaped (shielded) before
-        the cancellation propagates.
+        Cancellation: everything in the execution's box is killed and the child reaped
+        (shielded) before the cancellation propagates.
         """
         stored = active.stored
-        env = dict(os.environ, **{process.EXECUTION_ENV: stored.info.handle})
+        handle = stored.info.handle
+        env = dict(os.environ, **{process.EXECUTION_ENV: handle})
         # The writer learns of the execution before anyone can see it Running.
         self._writer.begin(stored.id)
         # Running before the child exists: if the daemon dies right after the spawn, recovery
         # finds it Running and kills its processes, instead of running it twice.
         if not await self._mark_running(active):
             return Finish(stored.id, active.stop_status, active.stop_ended_by, active.stop_reason)
+        name = containment.execution_box(handle)
+        box = await containment.open_box(name, process.EXECUTION_ENV, handle)
         try:
-            proc, out_read, err_read = await _spawn(stored.argv, env)
+            return await self._supervise_in(active, box, env)
+        finally:
+            await box.close()
+
+    async def _supervise_in(
+        self, active: _Active, box: containment.Box, env: dict[str, str]
+    ) -> Finish:
+        stored = active.stored
+        try:
+            proc, out_read, err_read = await _spawn(stored.argv, env, box)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
             why = getattr(exc, "strerror", None) or exc
             reason = f"could not start {stored.argv[0]}: {why}"
@@ -253,11 +268,12 @@ class Supervisor:
         try:
             with contextlib.suppress(StorageError):  # the pid is for people, not for us
                 await self._store.call(executions.set_pid, stored.id, proc.pid)
-            ending = await self._wait_for_end(active, proc, deadline)
-            await self._reap(active, proc, pipes)
+            ending = await self._wait_for_end(active, proc, box, deadline)
+            await self._reap(active, box, pipes)
         finally:
             with trio.CancelScope(shield=True):
-                process.kill_group(proc.pid, signal.SIGKILL)
+                # Nothing of the execution outlives its ending (and its pipes' writers die).
+                await box.kill()
                 # Every line is delivered before the ending is queued behind them.
                 open_pipes = [p for p in pipes if not p.finished.is_set()]
                 for pipe in open_pipes:
@@ -283,7 +299,9 @@ class Supervisor:
                     await active.stop.wait()
         return False
 
-    async def _wait_for_end(self, active: _Active, proc: trio.Process, deadline: float) -> Ending:
+    async def _wait_for_end(
+        self, active: _Active, proc: trio.Process, box: containment.Box, deadline: float
+    ) -> Ending:
         """How the main child went; on 'stop' and 'timeout' its group has been terminated."""
         ending: Ending = "exit"
         with trio.move_on_at(deadline):
@@ -301,23 +319,25 @@ class Supervisor:
         if proc.returncode is None and ending == "exit":
             ending = "timeout"
         if proc.returncode is None:
-            await self._terminate(proc)
+            await self._terminate(proc, box)
         return ending
 
-    async def _terminate(self, proc: trio.Process) -> None:
-        """SIGTERM the group, give it the grace period, then SIGKILL.
+    async def _terminate(self, proc: trio.Process, box: containment.Box) -> None:
+        """SIGTERM every process in the box, give the child the grace period, then SIGKILL
+        everything in the box.
 
         Cancellation: the SIGKILL and the final wait run shielded, so no child outlives us.
         """
-        process.kill_group(proc.pid, signal.SIGTERM)
+        await box.signal(signal.SIGTERM)
         with trio.move_on_after(self._cancel_grace):
             await proc.wait()
+        await box.kill()
         await process.kill_and_reap(proc)
 
-    async def _reap(self, active: _Active, proc: trio.Process, pipes: list[Pipe]) -> None:
-        """After the main child has exited: drain, kill what is left of the group and any
-        process that left it (found by WFM_EXECUTION_ID), and stop reading pipes that only a
-        process we could not find still holds."""
+    async def _reap(self, active: _Active, box: containment.Box, pipes: list[Pipe]) -> None:
+        """After the main child has exited: drain, kill whatever is left in its box, and
+        stop reading pipes that only a process the box could not hold still holds (in
+        process-scan mode, one that dropped its tag)."""
 
         async def drained(within: float) -> bool:
             with trio.move_on_after(within):
@@ -329,8 +349,7 @@ class Supervisor:
         await drained(DRAIN_GRACE)
         # Whatever is left goes, even if it closed its pipes: nothing outlives the execution
         # it belongs to.
-        process.kill_group(proc.pid, signal.SIGKILL)
-        await trio.to_thread.run_sync(process.kill_execution_processes, active.stored.info.handle)
+        await box.kill()
         reader = self._writer.pipes
         while not await drained(WATCHDOG_TICK):
             now = time.monotonic()
@@ -367,16 +386,18 @@ class Supervisor:
         )
 
 
-async def _spawn(argv: Sequence[str], env: dict[str, str]) -> tuple[trio.Process, int, int]:
-    """Start a child in its own session, stdin closed, stdout and stderr on pipes of our own
-    (not Trio's: their read ends go to the writer's reader thread). Returns the process and
-    the two read ends, which the caller owns; on any failure none are left open."""
+async def _spawn(
+    argv: Sequence[str], env: dict[str, str], box: containment.Box
+) -> tuple[trio.Process, int, int]:
+    """Start a child in `box`, in its own session, stdin closed, stdout and stderr on pipes
+    of our own (not Trio's: their read ends go to the writer's reader thread). Returns the
+    process and the two read ends, which the caller owns; on any failure none are left open."""
     fds: list[int] = []
     try:
         fds += os.pipe()
         fds += os.pipe()
         out_read, out_write, err_read, err_write = fds
-        proc = await process.open_in_session(argv, env=env, stdout=out_write, stderr=err_write)
+        proc = await box.spawn(argv, env=env, stdout=out_write, stderr=err_write)
     except BaseException:
         for fd in fds:
             os.close(fd)

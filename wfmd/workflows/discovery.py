@@ -7,9 +7,10 @@ and two workflows claiming one id are reported as a conflict (the first one foun
 Only obvious non-workflows are ignored without a word: hidden files, documentation and JSON
 files, directories.
 
-Probes are untrusted programs: each runs in its own session with stdin closed, a deadline,
-and a bound on how much output we keep, and its whole process group is killed when it is
-done, so a probe can neither hang discovery, eat our memory, nor leave processes behind.
+Probes are untrusted programs: each runs in its own session and its own box (a cgroup, see
+runs/containment.py) with stdin closed, a deadline, and a bound on how much output we keep,
+and everything in its box is killed when it is done, so a probe can neither hang discovery,
+eat our memory, nor leave processes behind.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import re
 import stat
 import subprocess
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,7 @@ import trio
 
 from wfmctl.paths import data_dir
 from wfmctl.protocol import SkippedFile, Workflow
-from wfmd.runs import process
+from wfmd.runs import containment, process
 from wfmd.workflows.params import scalar_text
 
 METADATA_FLAG = "--workflow-metadata"
@@ -50,6 +52,10 @@ MAX_STDERR_BYTES = 64 * 1024
 MAX_REASON_LINE = 300  # characters of that line kept: a reason is read by people
 
 READ_CHUNK = 64 * 1024
+
+# After the probe has exited, how long what it started may keep its pipes open before it is
+# killed: time for a helper to finish writing, not for a daemon to keep running.
+DRAIN_GRACE = 0.5
 
 # After SIGKILL a process dies at once unless it is stuck in the kernel; do not let such a
 # one hold up discovery forever.
@@ -181,14 +187,28 @@ async def probe(path: Path, *, probe_timeout: float) -> Workflow | str:
 
 
 async def _run_probe(path: Path, *, probe_timeout: float) -> tuple[int, bytes, bytes] | str:
-    """Run the probe; its exit status, stdout and stderr, or a reason it gave none.
+    """Run the probe in a box of its own; its exit status, stdout and stderr, or a reason it
+    gave none.
 
-    Cancellation (and every other exit): the probe's process group gets SIGKILL, then the
-    probe is reaped under a shield, bounded by REAP_GRACE.
+    Once the probe has exited, whatever it started goes too: after DRAIN_GRACE at most,
+    everything left in its box is killed, so a process it left holding its stdout cannot
+    hold up the reading either.
+
+    Cancellation (and every other exit): everything in the probe's box gets SIGKILL, then
+    the probe is reaped under a shield, bounded by REAP_GRACE.
     """
-    probe = await process.open_in_session(
-        [os.fspath(path), METADATA_FLAG], stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    probe_id = uuid.uuid4().hex
+    box = await containment.open_box(f"probe-{probe_id}", containment.PROBE_ENV, probe_id)
+    try:
+        probe = await box.spawn(
+            [os.fspath(path), METADATA_FLAG],
+            env=dict(os.environ, **{containment.PROBE_ENV: probe_id}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except BaseException:
+        await box.close()
+        raise
     assert probe.stdout is not None and probe.stderr is not None
     stdout, stderr = bytearray(), bytearray()
     too_long = False
@@ -203,8 +223,22 @@ async def _run_probe(path: Path, *, probe_timeout: float) -> tuple[int, bytes, b
                         too_long = True
                         nursery.cancel_scope.cancel()
 
-                nursery.start_soon(read_stdout)
-                nursery.start_soon(_read_bounded, probe.stderr, stderr, MAX_STDERR_BYTES, True)
+                async def read_both() -> None:
+                    assert probe.stderr is not None
+                    async with trio.open_nursery() as reads:
+                        reads.start_soon(read_stdout)
+                        reads.start_soon(
+                            _read_bounded, probe.stderr, stderr, MAX_STDERR_BYTES, True
+                        )
+                    nursery.cancel_scope.cancel()  # both at EOF: no strays to wait for
+
+                async def end_strays() -> None:
+                    await probe.wait()
+                    await trio.sleep(DRAIN_GRACE)
+                    await box.kill(within=REAP_GRACE)  # their pipes close: EOF
+
+                nursery.start_soon(read_both)
+                nursery.start_soon(end_strays)
             if not too_long:
                 await probe.wait()
         if too_long:
@@ -214,10 +248,11 @@ async def _run_probe(path: Path, *, probe_timeout: float) -> tuple[int, bytes, b
         assert probe.returncode is not None
         return probe.returncode, bytes(stdout), bytes(stderr)
     finally:
-        # Also on success: whatever the probe started in its session goes with it. (Once the
-        # leader is reaped, the group id cannot be reused while any member lives.)
+        # Also on success: whatever the probe started goes with it.
         await process.kill_and_reap(probe, within=REAP_GRACE)
         with trio.CancelScope(shield=True):
+            await box.kill(within=REAP_GRACE)
+            await box.close()
             await probe.stdout.aclose()
             await probe.stderr.aclose()
 
