@@ -187,7 +187,6 @@ def test_cancel_and_wait(daemon: Daemon, workflow_dir: Path) -> None:
         'print("sleeping", flush=True)\ntime.sleep(60)\n',
         metadata("sleeper"),
     )
-    ok(daemon.wfmctl("workflows", "--rescan"))  # a run may reuse the start's scan, from before
     handle = run_handle(daemon, "sleeper")
     deadline = time.monotonic() + 15
     while as_json(daemon.wfmctl("status", handle, "--json"))["status"] != "Running":
@@ -318,7 +317,6 @@ for i in range(150):
     time.sleep(0.01)
 """
     write_workflow(workflow_dir, "unicode", body, metadata("unicode"))
-    ok(daemon.wfmctl("workflows", "--rescan"))
     handle = run_handle(daemon, "unicode")
     env = dict(os.environ, WFM_SOCKET=str(daemon.socket))
     # Piped into `head` while it runs: exits 141 quietly, no traceback.

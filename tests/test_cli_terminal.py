@@ -149,7 +149,6 @@ def ok(result: Output) -> Output:
 def hostile(daemon: Daemon, workflow_dir: Path) -> str:
     """The handle of a finished run of a workflow that prints hostile text."""
     write_workflow(workflow_dir, HOSTILE_FILE, HOSTILE_BODY, hostile_metadata("hostile"))
-    ok(through_pipes(daemon.socket, "workflows", "--rescan"))
     result = ok(through_pipes(daemon.socket, "run", "hostile", "-p", "msg=v\x1b[5m", "--wait"))
     return result.stdout.split()[0]
 
