@@ -287,20 +287,17 @@ def signal_tagged(tag: bytes, sig: int, *, except_group: int | None = None) -> i
 
 
 def kill_tagged(tag: bytes, within: float) -> int:
-    """Blocking: SIGKILL every process carrying `tag`, scanning again until two scans in a
-    row find none, for at most `within` seconds; then wait for them to exit. Returns how
-    many were killed.
+    """Blocking: SIGKILL every process carrying `tag`, scanning again until a scan finds
+    none (a process may fork between a scan and its kill), for at most `within` seconds;
+    then wait for them to exit. Returns how many were killed.
 
-    A process may fork between a scan and its kill; a pause and a second empty scan catch
-    what is left (a process that hops to a new pid faster than a scan reads /proc can
-    escape any scan: only a cgroup holds that).
+    Each scan also reads the processes born while it read /proc (see `_scan`), so one that
+    forks a successor and exits meanwhile is not missed; one that hops to a new pid faster
+    than a scan reads a few files can escape any scan: only a cgroup holds that.
     """
     deadline = time.monotonic() + within
     killed: set[int] = set()
-    empty_scans = 0
-    while empty_scans < 2:
-        found = tagged_processes(tag)
-        empty_scans = 0 if found else empty_scans + 1
+    while found := tagged_processes(tag):
         for pid in found:
             if signal_if(pid, signal.SIGKILL, lambda p: _has_tag(p, tag)):
                 killed.add(pid)
@@ -385,18 +382,17 @@ async def reap_adopted() -> int:
 
 async def kill_adopted(within: float, *, while_: Callable[[], bool]) -> int:
     """SIGKILL every descendant of ours but the children we spawned (so every adopted
-    orphan and what it started), until two scans in a row find none, reaping the adopted;
-    at most `within` seconds, and only while `while_()` holds (the caller's reason to
-    believe they are all leftovers). Returns how many were killed."""
+    orphan and what it started), scanning again until a scan finds none, reaping the
+    adopted; at most `within` seconds, and only while `while_()` holds (the caller's reason
+    to believe they are all leftovers). Returns how many were killed."""
     killed: set[int] = set()
-    empty_scans = 0
     me = os.getpid()
     with trio.move_on_after(within):
-        while empty_scans < 2:
+        while True:
             table = await trio.to_thread.run_sync(_scan, _stat)
             if _spawning or not while_():
                 break
-            empty_scans += 1
+            alive = False
             for pid in _descendants(table, me):
                 state, ppid, _ = table[pid]
                 if ppid == me and _spawned_and_unreaped(pid):
@@ -406,6 +402,8 @@ async def kill_adopted(within: float, *, while_: Callable[[], bool]) -> int:
                         _reap(pid)
                 elif signal_if(pid, signal.SIGKILL, _descends_from_us):
                     killed.add(pid)
-                    empty_scans = 0
+                    alive = True
+            if not alive:
+                break
             await trio.sleep(SCAN_PAUSE)
     return len(killed)
