@@ -7,7 +7,8 @@ It measures, in one run:
 
   handshake   spawn of a fresh `wfmctl mcp` to its `initialize` result, through the SDK's
               own stdio client; beside it, a bare interpreter importing the SDK's server
-  yardstick   the daemon's own `ping` round trip on one persistent wfmctl.Client
+  yardsticks  the daemon's own `ping` round trip on one persistent wfmctl.Client, and the
+              SDK's floor: a no-op tool on a bare MCPServer over stdio, same client
   tools       p50/p99 of get_workflow_status and of get_workflow_logs (limit 50) on random
               executions, over one persistent MCP session, after a warm-up
 
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from wfmctl import Client
 
 WFMCTL = str(Path(sys.executable).parent / "wfmctl")
+
+Arguments = Callable[[int], dict[str, Any]]  # a tool's arguments for the i-th call
 
 STATUS_P99_MS = 10.0
 LOGS_P99_MS = 20.0
@@ -85,8 +88,34 @@ def sample_handles(database: Path, executions: int, count: int) -> list[str]:
         ]
 
 
+# The SDK's own floor: a bare MCPServer over stdio whose one tool returns a small fixed
+# document, with an output schema like the bridge's tools. What the bridge adds is the rest.
+NOOP_SERVER = """
+from typing import TypedDict
+from mcp.server.mcpserver import MCPServer
+
+class Out(TypedDict):
+    handle_id: str
+    status: str
+
+server = MCPServer("noop", log_level="WARNING")
+
+@server.tool()
+async def noop(handle_id: str) -> Out:
+    return {"handle_id": handle_id, "status": "Completed"}
+
+server.run("stdio")
+"""
+
+
 def server(socket: Path) -> StdioServerParameters:
     return StdioServerParameters(command=WFMCTL, args=["mcp", "--socket", str(socket)])
+
+
+def noop_server(work: Path) -> StdioServerParameters:
+    script = work / "noop_server.py"
+    script.write_text(NOOP_SERVER)
+    return StdioServerParameters(command=sys.executable, args=[str(script)])
 
 
 # ------------------------------------------------------------------------------ measures
@@ -122,7 +151,7 @@ def sdk_import_seconds() -> float:
 
 
 async def timed_calls(
-    session: ClientSession, tool: str, arguments: Callable[[int], dict[str, Any]], count: int
+    session: ClientSession, tool: str, arguments: Arguments, count: int
 ) -> list[float]:
     times = []
     for i in range(count):
@@ -136,25 +165,23 @@ async def timed_calls(
 
 
 async def tool_latencies(
-    socket: Path, handles: list[str], settings: Settings
+    params: StdioServerParameters,
+    tools: Mapping[str, tuple[str, Arguments]],
+    settings: Settings,
 ) -> dict[str, list[float]]:
-    def status(i: int) -> dict[str, Any]:
-        return {"handle_id": handles[i % len(handles)]}
-
-    def logs(i: int) -> dict[str, Any]:
-        return {"handle_id": handles[-1 - i % len(handles)], "limit": 50}
-
+    """Per key, the round trips of `settings.calls` calls of its tool, after a warm-up,
+    over one session; the tools are measured in turn."""
     async with (
-        stdio_client(server(socket)) as (read, write),
+        stdio_client(params) as (read, write),
         ClientSession(read, write) as session,
     ):
         await session.initialize()
         await session.list_tools()  # the client learns the output schemas once
-        for tool, arguments in (("get_workflow_status", status), ("get_workflow_logs", logs)):
+        for tool, arguments in tools.values():
             await timed_calls(session, tool, arguments, settings.warmup)
         return {
-            "status": await timed_calls(session, "get_workflow_status", status, settings.calls),
-            "logs": await timed_calls(session, "get_workflow_logs", logs, settings.calls),
+            key: await timed_calls(session, tool, arguments, settings.calls)
+            for key, (tool, arguments) in tools.items()
         }
 
 
@@ -183,12 +210,14 @@ def run(settings: Settings, quick: bool, data_dir: Path | None, report: Report) 
         daemon = Daemon(work / "daemon", database, workflows)
         daemon.start()
         try:
-            measure(daemon.socket, handles, settings, report)
+            measure(daemon.socket, handles, settings, report, work)
         finally:
             daemon.stop()
 
 
-def measure(socket: Path, handles: list[str], settings: Settings, report: Report) -> None:
+def measure(
+    socket: Path, handles: list[str], settings: Settings, report: Report, work: Path
+) -> None:
     report.section("handshake")
     shakes = [anyio.run(handshake, socket) for _ in range(settings.handshakes)]
     sdk = statistics.median(sdk_import_seconds() for _ in range(settings.handshakes))
@@ -204,18 +233,34 @@ def measure(socket: Path, handles: list[str], settings: Settings, report: Report
     report.add("ping p50, persistent wfmctl.Client", ms(pct(pings, 0.5)))
     report.add("ping p99", ms(pct(pings, 0.99)))
 
+    def handle(i: int) -> dict[str, Any]:
+        return {"handle_id": handles[i % len(handles)]}
+
+    def logs(i: int) -> dict[str, Any]:
+        return {"handle_id": handles[-1 - i % len(handles)], "limit": 50}
+
+    report.section(f"yardstick: the SDK's floor, a no-op tool ({settings.calls:,} calls)")
+    floor = anyio.run(tool_latencies, noop_server(work), {"noop": ("noop", handle)}, settings)
+    report.add("no-op tool p50, bare MCPServer over stdio", ms(pct(floor["noop"], 0.5)))
+    report.add("no-op tool p99", ms(pct(floor["noop"], 0.99)))
+
     report.section(f"tools over one MCP session ({settings.calls:,} calls each)")
-    times = anyio.run(tool_latencies, socket, handles, settings)
+    tools = {"status": ("get_workflow_status", handle), "logs": ("get_workflow_logs", logs)}
+    times = anyio.run(tool_latencies, server(socket), tools, settings)
     for key, tool, bar in (
         ("status", "get_workflow_status", STATUS_P99_MS),
         ("logs", "get_workflow_logs limit 50", LOGS_P99_MS),
     ):
         p50, p99 = pct(times[key], 0.5), pct(times[key], 0.99)
-        report.add(f"{tool} p50", ms(p50), baseline=f"ping p50 {ms(pct(pings, 0.5))}")
+        report.add(
+            f"{tool} p50",
+            ms(p50),
+            baseline=f"ping {ms(pct(pings, 0.5))}, no-op {ms(pct(floor['noop'], 0.5))}",
+        )
         report.add(
             f"{tool} p99",
             ms(p99),
-            baseline=f"ping p99 {ms(pct(pings, 0.99))}",
+            baseline=f"ping {ms(pct(pings, 0.99))}, no-op {ms(pct(floor['noop'], 0.99))}",
             bar=f"<= {bar:g} ms",
             ok=p99 * 1000 <= bar,
         )
