@@ -487,6 +487,19 @@ def test_a_million_lines_page_by_page_under_the_bound(mcp: McpClient) -> None:
         page = mcp.ok("get_workflow_logs", handle_id=handle, limit=10_000, before_seq=high)
     default = mcp.ok("get_workflow_logs", handle_id=handle)
     assert [e["seq"] for e in default["entries"]] == list(range(BIG_LINES - 50, BIG_LINES))
+    # A type filter over a log without a match looks at 100,000 entries, then says where
+    # it stopped and how to go on.
+    back = mcp.ok("get_workflow_logs", handle_id=handle, types=["phase_started"])
+    assert back["entries"] == [] and back["next_before_seq"] == BIG_LINES - 100_000
+    assert (back["scanned_from_seq"], back["scanned_to_seq"]) == (
+        BIG_LINES - 100_000,
+        BIG_LINES - 1,
+    )
+    assert f"before_seq={BIG_LINES - 100_000}" in back["hint"]
+    ahead = mcp.ok("get_workflow_logs", handle_id=handle, types=["phase_started"], after_seq=-1)
+    assert ahead["entries"] == [] and ahead["has_more"] and ahead["next_after_seq"] == 99_999
+    assert (ahead["scanned_from_seq"], ahead["scanned_to_seq"]) == (0, 99_999)
+    assert "after_seq=99999" in ahead["hint"]
 
 
 def test_long_lines_are_cut_with_their_length(mcp: McpClient) -> None:

@@ -23,7 +23,7 @@ from wfmctl.mcp.results import Limits, fitting, log_entry, room_for_list, shrink
 from wfmctl.protocol import LogEntry, LogPage
 
 SCAN_LIMIT = 100_000  # entries looked at by one filtered call
-CHUNK = 10_000  # entries per daemon request while scanning (the daemon's largest page)
+CHUNK = 10_000  # entries per daemon request while scanning: the daemon's largest page
 # The JSON of the smallest entry (an empty line): a page never asks for more than fit.
 MIN_ENTRY_BYTES = 90
 # Past this much text a daemon page may have been cut short of its `limit` (it cuts at 8 MiB).
@@ -52,8 +52,10 @@ class _Scan:
         self.more_after = False  # entries exist after `high`
         self.finished = False  # the execution has ended and nothing follows `high`
         self.stopped_early = False  # the scan limit ended a filtered scan
+        self.count = 0  # entries looked at
 
     def saw(self, entry: LogEntry) -> None:
+        self.count += 1
         self.low = entry.seq if self.low is None else min(self.low, entry.seq)
         self.high = entry.seq if self.high is None else max(self.high, entry.seq)
 
@@ -73,12 +75,15 @@ async def read_forward(
     limits: Limits,
 ) -> _Scan:
     scan = _Scan()
-    ask = CHUNK if types else min(limit, limits.max_output // MIN_ENTRY_BYTES)
+    # One less than the daemon's page: each request asks for one more than it wants.
+    ask = min(CHUNK if types else min(limit, limits.max_output // MIN_ENTRY_BYTES), CHUNK - 1)
     while True:
         want = ask if before is None else min(ask, before - 1 - after)
         if want <= 0:
             scan.more_after = True  # `before` exists, or was asked for
             return scan
+        if types:
+            want = min(want, SCAN_LIMIT - scan.count)
         # One more than wanted: whether it comes says whether more entries exist.
         page = await bridge.call(partial(Client.logs, handle=handle, after=after, limit=want + 1))
         entries = page.entries[:want]
@@ -94,7 +99,7 @@ async def read_forward(
         if not scan.more_after or not types:
             return scan
         after = entries[-1].seq
-        if scan.low is not None and after - scan.low + 1 >= SCAN_LIMIT:
+        if scan.count >= SCAN_LIMIT:
             scan.stopped_early = True
             return scan
 
@@ -110,6 +115,7 @@ async def read_backward(
     scan = _Scan()
     scan.more_after = before is not None  # `before` exists, or was asked for
     ask = CHUNK if types else min(limit, limits.max_output // MIN_ENTRY_BYTES)
+    ask = min(ask, CHUNK)
     found: list[LogEntry] = []  # newest first
     high = before  # exclusive upper end of the next chunk; None: the log's end
     while True:
@@ -117,7 +123,7 @@ async def read_backward(
             page = await bridge.call(lambda c: c.logs(handle, tail=ask))
             scan.finished = page.finished
         else:
-            low = max(0, high - ask)
+            low = max(0, high - min(ask, SCAN_LIMIT - scan.count))
             if high <= low:
                 return _done(scan, found)
             page = await bridge.call(
@@ -134,7 +140,7 @@ async def read_backward(
         high = page.entries[0].seq
         if not types or high == 0:
             return _done(scan, found)
-        if scan.high is not None and scan.high - high + 1 >= SCAN_LIMIT:
+        if scan.count >= SCAN_LIMIT:
             scan.stopped_early = True
             return _done(scan, found)
 
