@@ -76,7 +76,10 @@ WATCHDOG = 300.0
 KNOWN_CODES = frozenset(v for k, v in vars(ErrorCode).items() if k.isupper() and isinstance(v, str))
 
 
-REQUEST_TYPES: tuple[type[protocol.Request], ...] = typing.get_args(protocol.RequestType)
+# Every request but Shutdown, which would stop the daemon under test (test_systemd.py has it).
+REQUEST_TYPES: tuple[type[protocol.Request], ...] = tuple(
+    cls for cls in typing.get_args(protocol.RequestType) if cls is not protocol.Shutdown
+)
 OPS: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in REQUEST_TYPES)
 
 _encoder = msgspec.msgpack.Encoder()

@@ -4,9 +4,9 @@ but the two packages' `__init__`, to find them):
 - no import cycle among their modules;
 - wfmd's layers, from the top: main > daemon > api > housekeeping > workflows > runs > ingest
   > store. A module imports its own layer and those below it, never one above;
-- the leaves (wfmd.events, wfmd.errors, wfmd.config, the wfmd package itself, and the wfmctl
-  library: wfmctl, wfmctl.protocol, wfmctl.paths, wfmctl.client) may be imported by anyone
-  and import nothing of wfmd;
+- the leaves (wfmd.events, wfmd.errors, wfmd.config, wfmd.systemd, the wfmd package itself,
+  and the wfmctl library: wfmctl, wfmctl.protocol, wfmctl.paths, wfmctl.client) may be
+  imported by anyone and import nothing of wfmd;
 - wfmctl's front ends (every other wfmctl module: wfmctl.cli.*, wfmctl.__main__) import the
   wfmctl library and never wfmd; the library never imports a front end, nor does wfmd;
 - only wfmd.store imports apsw.
@@ -40,8 +40,9 @@ LAYERS = (
 )
 
 # Anyone may import these; they import nothing of wfmd. `wfmd` is the package's __init__,
-# which only re-exports the version that wfmctl keeps.
-WFMD_LEAVES = frozenset({"wfmd", "wfmd.events", "wfmd.errors", "wfmd.config"})
+# which only re-exports the version that wfmctl keeps. wfmd.systemd speaks to the service
+# manager for main (logging), daemon (notify) and the server (passed sockets).
+WFMD_LEAVES = frozenset({"wfmd", "wfmd.events", "wfmd.errors", "wfmd.config", "wfmd.systemd"})
 
 # The client library: light, a leaf for wfmd too. Every other wfmctl module is a front end.
 WFMCTL_LIBRARY = frozenset({"wfmctl", "wfmctl.protocol", "wfmctl.paths", "wfmctl.client"})
@@ -316,8 +317,8 @@ def test_violations_on_a_tiny_graph() -> None:
         "wfmd.events imports wfmd.config: a leaf imports nothing of wfmd",
         "wfmd.store.store imports wfmd.runs.supervisor: wfmd.store is below wfmd.runs",
     ]
-    assert unplaced({"wfmd.systemd", "wfmd.store.store", "wfmd.errors", "wfmctl.tui"}) == [
-        "wfmd.systemd"
+    assert unplaced({"wfmd.newthing", "wfmd.store.store", "wfmd.errors", "wfmctl.tui"}) == [
+        "wfmd.newthing"
     ]
 
 

@@ -218,6 +218,10 @@ class ParamHistory(Request, frozen=True, tag="param_history"):
     limit: Count = 10
 
 
+class Shutdown(Request, frozen=True, tag="shutdown"):
+    """Stop the daemon as SIGTERM would; answered with `Stopping` before it stops."""
+
+
 RequestType = (
     Ping
     | ListWorkflows
@@ -230,6 +234,7 @@ RequestType = (
     | History
     | GetParams
     | ParamHistory
+    | Shutdown
 )
 
 
@@ -312,6 +317,14 @@ class ParamHistoryReply(Response, frozen=True, tag="param_history"):
     values: dict[str, list[str]]  # field name -> distinct recent values, newest first
 
 
+class Stopping(Response, frozen=True, tag="stopping"):
+    """The reply to `Shutdown`, sent before the daemon stops."""
+
+    pid: int  # the daemon's process id
+    running: int  # executions it is stopping (they will be recorded as Cancelled)
+    queued: int  # runs waiting for a slot: they stay queued and start after the next start
+
+
 ResponseType = (
     Hello
     | Error
@@ -325,6 +338,7 @@ ResponseType = (
     | HistoryPage
     | ParamsReply
     | ParamHistoryReply
+    | Stopping
 )
 
 NON_FINAL_RESPONSES: tuple[type[Response], ...] = (LogBatch,)

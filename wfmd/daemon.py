@@ -11,8 +11,9 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -21,7 +22,7 @@ from wfmctl import paths
 from wfmd import __version__
 from wfmd.api.context import Services
 from wfmd.api.dispatch import Dispatcher
-from wfmd.api.server import Server
+from wfmd.api.server import Server, adopt_listener, socket_name
 from wfmd.config import Config
 from wfmd.housekeeping import recovery
 from wfmd.housekeeping.scheduler import Scheduler
@@ -29,6 +30,7 @@ from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import DatabaseError, Store
 from wfmd.store.database import DatabaseFile
+from wfmd.systemd import Notifier, PassedFd, Systemd, feed_watchdog, keep_status_current
 from wfmd.workflows.catalog import WorkflowCatalog
 from wfmd.workflows.discovery import default_workflow_dirs
 
@@ -102,25 +104,48 @@ def prepare_socket_dir(socket_path: Path) -> None:
         ) from exc
 
 
-def notify_systemd(message: str) -> None:
-    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if we have one."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(address)
-            sock.sendall(message.encode())
-        except OSError as exc:
-            log.warning("could not notify systemd: %s", exc)
+# The name socket activation gives wfmd's socket (the socket unit's name), preferred when
+# several descriptors are passed.
+SOCKET_FD_NAME = "wfmd.socket"
+
+
+def inherited_listener(passed: list[PassedFd], configured: Path) -> socket.socket | None:
+    """The listening socket passed by socket activation, if any: the one named
+    SOCKET_FD_NAME, else the first. Raises SocketPathError if it is not a listening Unix
+    stream socket."""
+    if not passed:
+        return None
+    chosen = next((p for p in passed if p.name == SOCKET_FD_NAME), passed[0])
+    sock = adopt_listener(chosen.fd, chosen.name)
+    others = [p.name for p in passed if p is not chosen]
+    if others:
+        log.warning("serving on %s; ignoring the other descriptors passed: %s", chosen.name, others)
+    if socket_name(sock) != configured:
+        log.warning(
+            "serving on %s, the socket systemd passed, rather than the configured %s",
+            socket_name(sock),
+            configured,
+        )
+    return sock
+
+
+def summary(supervisor: Supervisor, stop: trio.Event) -> str:
+    """The one line `systemctl status` shows (STATUS=)."""
+    if stop.is_set():
+        return f"stopping: {supervisor.running_count} still running"
+    return f"{supervisor.running_count} running, {supervisor.queued_count} queued"
 
 
 async def serve(
-    config: Config, *, task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED
+    config: Config,
+    systemd: Systemd | None = None,
+    *,
+    task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the daemon until SIGTERM or SIGINT, then shut down cleanly.
+
+    `systemd`: what the service manager handed over (see wfmd.systemd); under socket
+    activation wfmd serves on the socket passed, and neither creates nor removes a file.
 
     Every later signal is logged and ignored: the stop goes on in order, and ends with the
     database closed. Raises InternalFailure, after the same orderly stop, if a thread of the
@@ -130,15 +155,20 @@ async def serve(
     database closed; lines not yet committed may be lost, which is why a signal does not
     cancel but shuts down in order.
     """
+    systemd = systemd or Systemd()
+    notifier = systemd.notifier
     _ignore_late_signals()
     # Open before anything else and closed after the database: a signal that arrives during
     # start-up is handled once the daemon is ready, and none finds the default disposition.
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        prepare_socket_dir(config.socket)
+        inherited = inherited_listener(systemd.listen_fds, config.socket)
+        if inherited is None:
+            prepare_socket_dir(config.socket)
         with database_lock(config.database):
+            notifier.status("starting: opening the database (and migrating it)")
             store = await Store.open(config.database)
             try:
-                failed = await _serve(config, store, signals, task_status)
+                failed = await _serve(config, store, signals, systemd, inherited, task_status)
             finally:
                 await store.close()
     if failed is not None:
@@ -154,20 +184,30 @@ async def _serve(
     config: Config,
     store: Store,
     signals: AsyncIterator[int],
+    systemd: Systemd,
+    inherited: socket.socket | None,
     task_status: trio.TaskStatus[Services],
 ) -> BaseException | None:
-    """Start every service, serve until a stop signal or an internal failure, stop in order.
+    """Start every service, serve until a stop signal, a Shutdown request or an internal
+    failure, stop in order.
 
     Returns the failure of the pipe reader thread, if that is what stopped it.
     """
+    notifier = systemd.notifier
     # Identified right after the open: what a deleted or replaced file is told from.
     database_file = await trio.to_thread.run_sync(DatabaseFile, store.path)
+    notifier.status("starting: recovering executions left running")
     recovered = await recovery.recover(store, supervised=(), after_crash=True)
     if recovered:
         log.warning("recovered %d execution(s) left running by a daemon that died", recovered)
     catalog = WorkflowCatalog(config.workflow_dirs or default_workflow_dirs(), config.probe_timeout)
     stop = trio.Event()
     failed: BaseException | None = None
+
+    def request_stop(reason: str) -> None:
+        if not stop.is_set():
+            log.info("%s: shutting down", reason)
+            stop.set()
 
     def pipe_reader_failed(exc: BaseException) -> None:
         # Called once everything it had read is committed; the writer goes on committing
@@ -187,10 +227,9 @@ async def _serve(
         default_timeout=config.default_timeout or None,
         storage_hold_timeout=config.storage_hold_timeout,
     )
-    services = Services(
-        store, writer, supervisor, catalog, config.socket, __version__, database_file
-    )
-    server = Server(config.socket, Dispatcher(services), __version__)
+    socket_path = config.socket if inherited is None else socket_name(inherited)
+    services = Services(store, writer, supervisor, catalog, socket_path, __version__, database_file)
+    server = Server(config.socket, Dispatcher(services, request_stop), __version__, inherited)
     scheduler = Scheduler(
         store,
         supervisor,
@@ -199,6 +238,7 @@ async def _serve(
         recovery_interval=config.recovery_interval,
     )
     async with trio.open_nursery() as root:
+        notifier.status("starting: scanning the workflow directories")
         await root.start(catalog.run)
         _report_catalog(catalog)
         writer_done = trio.Event()
@@ -217,13 +257,19 @@ async def _serve(
                 await server.run(task_status=task_status)
 
         await root.start(run_server)
-        log.info("wfmd %s ready on %s (database %s)", __version__, config.socket, store.path)
-        notify_systemd("READY=1")
+        log.info(
+            "wfmd %s ready on %s%s (database %s)",
+            __version__,
+            socket_path,
+            "" if inherited is None else ", passed by socket activation",
+            store.path,
+        )
+        _ready(notifier, systemd.watchdog, partial(summary, supervisor, stop), root)
         task_status.started(services)
 
-        root.start_soon(_handle_signals, signals, stop, catalog, root)
+        root.start_soon(_handle_signals, signals, request_stop, stop, catalog, root)
         await stop.wait()
-        notify_systemd("STOPPING=1")
+        notifier.send("STOPPING=1", f"STATUS={summary(supervisor, stop)}")
         server_scope.cancel()
         # Bounded only for a database that cannot take writes: then we would wait forever.
         with trio.move_on_after(config.cancel_grace + SHUTDOWN_COMMIT_GRACE) as bounded:
@@ -239,8 +285,27 @@ async def _serve(
     return failed
 
 
+def _ready(
+    notifier: Notifier, watchdog: float | None, status: Callable[[], str], nursery: trio.Nursery
+) -> None:
+    """READY=1, now that the database is migrated, recovery has run and the socket accepts
+    connections; then the watchdog's pings and the STATUS= line, from the event loop, until
+    the root nursery ends (after the last commit)."""
+    if not notifier.enabled:
+        return
+    text = status()
+    notifier.send("READY=1", f"STATUS={text}")
+    if watchdog is not None:
+        nursery.start_soon(feed_watchdog, notifier, watchdog)
+    nursery.start_soon(keep_status_current, notifier, status, text)
+
+
 async def _handle_signals(
-    signals: AsyncIterator[int], stop: trio.Event, catalog: WorkflowCatalog, nursery: trio.Nursery
+    signals: AsyncIterator[int],
+    request_stop: Callable[[str], None],
+    stop: trio.Event,
+    catalog: WorkflowCatalog,
+    nursery: trio.Nursery,
 ) -> None:
     """SIGTERM and SIGINT stop the daemon, SIGHUP rescans; once stopping, each is ignored.
 
@@ -254,8 +319,7 @@ async def _handle_signals(
         elif signum == signal.SIGHUP:
             nursery.start_soon(_rescan, catalog)
         else:
-            log.info("received %s: shutting down", name)
-            stop.set()
+            request_stop(f"received {name}")
 
 
 def _ignore_late_signals() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import logging
 import resource
 import signal
@@ -18,6 +19,7 @@ from wfmd.api.server import SocketInUse, SocketPathError
 from wfmd.config import Config, ConfigError, default_config_path, load
 from wfmd.daemon import STOP_SIGNALS, AlreadyRunning, InternalFailure, serve
 from wfmd.store import DatabaseError, StorageError
+from wfmd.systemd import ActivationError, JournalFormatter, stderr_is_journal, take_environment
 
 EXIT_OK = 0
 EXIT_ERROR = 1  # an unexpected failure (a bug): the log has the traceback
@@ -93,6 +95,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+# The readable form, for a terminal or a file. The journal stamps lines itself, and takes the
+# priority from a `<N>` prefix (wfmd.systemd.JournalFormatter).
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if stderr_is_journal():
+        handler.setFormatter(JournalFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+
+
 def raise_open_file_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = WANTED_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, WANTED_OPEN_FILES)
@@ -114,7 +130,7 @@ def exit_code_for(exc: BaseException, log: logging.Logger) -> int:
             code = EXIT_ERROR
         case AlreadyRunning() | SocketInUse():
             code = EXIT_ALREADY_RUNNING
-        case RuntimeDirError() | SocketPathError():
+        case RuntimeDirError() | SocketPathError() | ActivationError():
             code = EXIT_RUNTIME_DIR
         case DatabaseError():
             code = _DATABASE_EXITS.get(exc.kind, EXIT_STORAGE)
@@ -142,15 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"wfmd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(config.log_level)
+    # A stuck event loop stops the watchdog's pings, and systemd then sends SIGABRT: the
+    # journal gets every thread's stack before wfmd dies (a crash in C code gets one too).
+    faulthandler.enable()
     raise_open_file_limit()
     log = logging.getLogger("wfmd")
     try:
-        trio.run(serve, config)
+        systemd = take_environment()  # before any child starts: none may inherit them
+        trio.run(serve, config, systemd)
     except BaseException as exc:  # every failure must become an exit code
         return exit_code_for(_unwrap(exc), log)
     finally:

@@ -1,10 +1,10 @@
-"""The daemon itself: ping."""
+"""The daemon itself: ping, shutdown."""
 
 from __future__ import annotations
 
 import time
 
-from wfmctl.protocol import Pong
+from wfmctl.protocol import Pong, Stopping
 from wfmd.api.context import Services
 from wfmd.runs import containment
 
@@ -23,3 +23,8 @@ async def ping(s: Services) -> Pong:
         storage_error=error,
         containment=containment.mode(),
     )
+
+
+def shutdown(s: Services) -> Stopping:
+    """What a Shutdown request is told; the dispatcher stops the daemon once it is sent."""
+    return Stopping(pid=s.pid, running=s.supervisor.running_count, queued=s.supervisor.queued_count)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import assert_never
 
 from wfmctl.protocol import (
@@ -17,6 +18,7 @@ from wfmctl.protocol import (
     Ping,
     RequestType,
     Run,
+    Shutdown,
     Wait,
 )
 from wfmd.api import admin, executions, logs, workflows
@@ -26,8 +28,11 @@ from wfmd.errors import Refused
 
 
 class Dispatcher:
-    def __init__(self, services: Services) -> None:
+    """`stop(reason)` stops the daemon as SIGTERM does: a Shutdown request calls it."""
+
+    def __init__(self, services: Services, stop: Callable[[str], None]) -> None:
         self._services = services
+        self._stop = stop
 
     async def __call__(self, request: RequestType, send: Send) -> None:
         s = self._services
@@ -55,6 +60,12 @@ class Dispatcher:
                     await send(await logs.page(s, request))
                 case Follow():
                     await logs.follow(s, request, send)
+                case Shutdown():
+                    # Answered first: stopping closes every connection, this one too.
+                    try:
+                        await send(admin.shutdown(s))
+                    finally:
+                        self._stop("shutdown requested by a client")
                 case _:
                     assert_never(request)
         except Refused as exc:

@@ -31,6 +31,7 @@ LISTEN_BACKLOG = 512
 
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
+
 class Encoded(NamedTuple):
     """A response already encoded as a frame, to be sent as it is (to many connections)."""
 
@@ -79,18 +80,64 @@ def remove_stale_socket(path: Path) -> None:
     path.unlink(missing_ok=True)
 
 
-async def open_unix_listener(path: Path) -> trio.SocketListener:
-    """Bind `path` with mode 0600 and listen. Its directory must already be safe."""
+async def open_unix_listener(path: Path) -> tuple[trio.SocketListener, tuple[int, int]]:
+    """Bind `path` with mode 0600 and listen. Its directory must already be safe.
+
+    Returns the listener and the socket file's identity (device, inode), by which the file
+    is later told from one that replaced it.
+    """
     remove_stale_socket(path)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         await sock.bind(str(path))
         os.chmod(path, 0o600)
+        info = os.lstat(path)
         sock.listen(LISTEN_BACKLOG)
     except OSError as exc:
         sock.close()
         raise SocketPathError(f"cannot listen on {path}: {exc}") from exc
-    return trio.SocketListener(sock)
+    return trio.SocketListener(sock), (info.st_dev, info.st_ino)
+
+
+def adopt_listener(fd: int, name: str) -> socket.socket:
+    """The listening socket passed as `fd` by socket activation (`name` from LISTEN_FDNAMES).
+
+    It must be a Unix stream socket that listens: peer credentials, which keep other users
+    out, exist only there. Raises SocketPathError.
+    """
+    what = f"descriptor {fd} ({name}) passed by socket activation"
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise SocketPathError(f"{what} is not a socket: {exc}") from exc
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise SocketPathError(
+            f"{what} is not a Unix stream socket ({sock.family.name}, {sock.type.name}): "
+            "wfmd serves only Unix stream sockets, whose peers' user ids it can check"
+        )
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise SocketPathError(f"{what} is not listening")
+    return sock
+
+
+def socket_name(sock: socket.socket) -> Path:
+    """Where a Unix socket is bound: its path, or `@name` for an abstract one."""
+    address = sock.getsockname()
+    if isinstance(address, bytes):  # abstract: starts with a NUL
+        address = "@" + address[1:].decode(errors="replace")
+    return Path(address)
+
+
+def _remove_socket_file(path: Path, identity: tuple[int, int]) -> None:
+    """Unlink `path` if it is still the socket file this daemon bound, and nobody's else."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return
+    if (info.st_dev, info.st_ino) == identity:
+        path.unlink(missing_ok=True)
 
 
 # Error messages quote what the client sent; quoting a multi-megabyte string back could make
@@ -219,17 +266,32 @@ class Connection:
 
 
 class Server:
-    def __init__(self, path: Path, dispatch: Dispatch, version: str) -> None:
+    """Serves on `path`, which it binds, or on `inherited`, a listening socket passed by
+    socket activation (see `adopt_listener`), whose file it never removes."""
+
+    def __init__(
+        self,
+        path: Path,
+        dispatch: Dispatch,
+        version: str,
+        inherited: socket.socket | None = None,
+    ) -> None:
         self.path = path
         self._dispatch = dispatch
         self._version = version
+        self._inherited = inherited
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled; ready once the socket accepts connections.
 
-        Cancellation: stops accepting, closes every connection, removes the socket file.
+        Cancellation: stops accepting, closes every connection, removes the socket file if
+        this daemon created it (and it was not replaced since).
         """
-        listener = await open_unix_listener(self.path)
+        identity: tuple[int, int] | None = None
+        if self._inherited is not None:
+            listener = trio.SocketListener(trio.socket.from_stdlib_socket(self._inherited))
+        else:
+            listener, identity = await open_unix_listener(self.path)
         try:
             # serve_listeners rides out EMFILE and friends (it pauses and retries) and closes
             # the listener when cancelled.
@@ -237,7 +299,8 @@ class Server:
                 await nursery.start(trio.serve_listeners, self._serve, [listener])
                 task_status.started()
         finally:
-            self.path.unlink(missing_ok=True)
+            if identity is not None:
+                _remove_socket_file(self.path, identity)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
         await Connection(stream, self._dispatch, self._version).serve()
