@@ -14,7 +14,7 @@ from wfmctl import protocol
 from wfmctl.cli import render, terminal
 from wfmctl.cli.args import Args, merge_params
 from wfmctl.cli.exit_codes import EXIT_OK, exit_code_for
-from wfmctl.client import Client, WfmError
+from wfmctl.client import UNEXPECTED_REPLY, Client, WfmError
 from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
 
 
@@ -95,6 +95,8 @@ Command = Callable[[Client, Args, View], int]
 def execute(args: Args, socket_path: str | None, view: View) -> int:
     if args.command == "mcp":  # a server: no connection up front, wfmd may be down
         return cmd_mcp(None, args, view)
+    if args.command == "service":  # talks to systemd, not to wfmd
+        return cmd_service(None, args, view)
     with Client(socket_path) as client:
         return COMMANDS[args.command](client, args, view)
 
@@ -247,6 +249,56 @@ def cmd_mcp(client: Client | None, args: Args, view: View) -> int:
     return mcp.main(getattr(args, "socket", None))
 
 
+def cmd_shutdown(client: Client, args: Args, view: View) -> int:
+    reply = client.request(protocol.Shutdown())
+    if not isinstance(reply, protocol.Stopping):
+        client.close()
+        raise WfmError(
+            UNEXPECTED_REPLY, f"expected 'stopping' from wfmd, got {type(reply).__name__}"
+        )
+    client.close()
+    view.show(
+        reply,
+        lambda: (
+            f"wfmd (pid {reply.pid}) is stopping: {reply.running} running execution(s) "
+            f"to stop, {reply.queued} queued run(s) stay queued"
+        ),
+        flush=True,
+    )
+    if not args.no_wait:
+        wait_exited(reply.pid)
+        if not view.json:
+            view.note("wfmd stopped")
+    return EXIT_OK
+
+
+# How often `shutdown` looks whether wfmd has exited: it takes from milliseconds to the cancel
+# grace period (10 s) and more.
+EXIT_POLL = 0.05
+
+
+def wait_exited(pid: int) -> None:
+    """Until process `pid` has exited (gone, or a zombie its parent has not reaped yet)."""
+    import time
+
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in (b"Z", b"X"):
+            return
+        time.sleep(EXIT_POLL)
+
+
+def cmd_service(client: Client | None, args: Args, view: View) -> int:
+    """Install, remove or show the systemd user units (wfmctl.cli.service)."""
+    from wfmctl.cli import service  # lazy: only this command needs it
+
+    return service.main(args, view.json, view.out)
+
+
 COMMANDS: dict[str, Command] = {
     "ping": cmd_ping,
     "workflows": cmd_workflows,
@@ -258,4 +310,6 @@ COMMANDS: dict[str, Command] = {
     "history": cmd_history,
     "params": cmd_params,
     "mcp": cmd_mcp,
+    "shutdown": cmd_shutdown,
+    "service": cmd_service,
 }

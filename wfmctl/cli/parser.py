@@ -261,4 +261,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("mcp", "serve wfmd's tools to Claude and other MCP clients on stdio (the mcp extra)")
 
+    p = add(
+        "shutdown",
+        "stop wfmd as SIGTERM would: running executions are stopped and recorded as "
+        "cancelled, queued runs stay queued",
+    )
+    p.add_argument(
+        "--no-wait", action="store_true", help="return at once instead of when wfmd has exited"
+    )
+
+    p = add("service", "install wfmd as a systemd user service, or show or remove it")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p = actions.add_parser(
+        "install",
+        help="write the units, reload systemd and enable them",
+        description="Write wfmd.service and wfmd.socket into your systemd user directory, "
+        "for the wfmd installed beside this wfmctl, run `systemctl --user daemon-reload` "
+        "and enable both.",
+        parents=[common],
+        formatter_class=formatter,
+    )
+    p.add_argument("--now", action="store_true", help="also start them")
+    actions.add_parser(
+        "uninstall",
+        help="stop and disable the units, and remove them",
+        description="Stop and disable wfmd.service and wfmd.socket, and remove the files "
+        "`service install` wrote.",
+        parents=[common],
+        formatter_class=formatter,
+    )
+    actions.add_parser(
+        "status",
+        help="whether the units are installed, enabled and running",
+        description="Whether wfmd.service and wfmd.socket are installed, enabled and "
+        "running, with wfmd's own status line.",
+        parents=[common],
+        formatter_class=formatter,
+    )
+
     return parser
