@@ -135,11 +135,17 @@ def escape(value: str) -> str:
 
 
 def exec_argument(path: str) -> str:
-    """`path` as one word of ExecStart=: quoted if need be; `%`, `$` and `\\` escaped."""
-    word = escape(path).replace("$", "$$").replace("\\", "\\\\")
-    if any(ch.isspace() or ch in "\"'" for ch in word):
-        return '"' + word.replace('"', '\\"') + '"'
-    return word
+    """`path` as the program of ExecStart=: `%` escaped, quoted if it has spaces. (`$` is
+    left alone: systemd substitutes variables in the arguments only.) Raises WfmError for a
+    path systemd refuses to run: one with quotes, backslashes or control characters."""
+    if any(ch in "\"'\\\x7f" or ch < " " for ch in path):
+        raise WfmError(
+            "unsafe_path",
+            f"systemd refuses to run a program whose path has quotes, backslashes or control "
+            f"characters: {path!r}; install wfm elsewhere",
+        )
+    word = escape(path)
+    return f'"{word}"' if any(ch.isspace() for ch in word) else word
 
 
 def render(template: str, settings: dict[str, str]) -> str:
@@ -220,6 +226,7 @@ def lingering() -> tuple[str, bool]:
 
 def install(systemctl: str, view: Output, *, now: bool) -> int:
     wfmd = find_wfmd()
+    exec_start = exec_argument(wfmd)  # before anything is written: it may refuse the path
     templates = shipped_units()
     directory = unit_dir()
     written = []
@@ -233,7 +240,7 @@ def install(systemctl: str, view: Output, *, now: bool) -> int:
     for name in UNITS:
         unit_settings = dict(settings)
         if name == SERVICE:
-            unit_settings["ExecStart"] = exec_argument(wfmd)
+            unit_settings["ExecStart"] = exec_start
         write_file(directory / name, render(templates[name], unit_settings))
         written.append(directory / name)
     ran: list[list[str]] = [["daemon-reload"], ["enable", *(["--now"] if now else []), *UNITS]]
