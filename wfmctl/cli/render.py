@@ -199,7 +199,7 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
     e = execution
     rows: list[tuple[str, object]] = [
         ("handle", e.handle),
-        ("workflow", e.workflow_id),
+        ("workflow", workflow_label(e)),
         ("status", e.status),
         ("outcome", outcome(e)),
         ("ended by", e.ended_by),
@@ -208,6 +208,8 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
         ("ended", format_time(e.ended_at)),
         ("duration", format_duration(duration_of(e, now))),
     ]
+    if e.queue_position is not None:
+        rows.append(("queue position", e.queue_position))
     if e.exit_code is not None:
         rows.append(("exit code", e.exit_code))
     if e.signal is not None:
@@ -221,13 +223,20 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
     return text
 
 
+def workflow_label(e: Execution) -> str:
+    """The workflow's id, and its name where it says more than the id."""
+    if e.workflow_name and e.workflow_name != e.workflow_id:
+        return f"{e.workflow_id} ({e.workflow_name})"
+    return e.workflow_id
+
+
 def history_table(executions: Sequence[Execution], now: float | None = None) -> str:
     if not executions:
         return "no executions"
     rows = [
         (
             e.handle,
-            e.workflow_id,
+            workflow_label(e),
             e.status,
             format_time(e.created_at),
             format_duration(duration_of(e, now)),
