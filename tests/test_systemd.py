@@ -26,6 +26,7 @@ import pytest
 from conftest import (
     START_TIMEOUT,
     TAG_ENV,
+    WFMD,
     Daemon,
     MakeDaemon,
     metadata,
@@ -33,8 +34,11 @@ from conftest import (
     wait_for_file,
     write_workflow,
 )
+from test_security import _nobody as nobody
+from test_security import run_as
 
-from wfmctl import Client
+import wfmd
+from wfmctl import Client, protocol
 from wfmd import systemd
 from wfmd.systemd import JournalFormatter, stderr_is_journal
 
@@ -332,12 +336,13 @@ def test_wfmctl_shutdown_stops_a_daemon_started_by_hand(
 LISTENING = "Listening on "
 
 
-def activate(daemon: Daemon, tool: str) -> subprocess.Popen[bytes]:
-    """`systemd-socket-activate` listening on the daemon's socket, to exec wfmd on the first
-    connection; it is the daemon's process (`daemon.proc`), so the fixture stops it."""
+def activate(daemon: Daemon, tool: str, address: str | None = None) -> subprocess.Popen[bytes]:
+    """`systemd-socket-activate` listening on `address` (the daemon's socket by default), to
+    exec wfmd on the first connection; it is the daemon's process (`daemon.proc`), so the
+    fixture stops it."""
     env = daemon.env()
     before = daemon.log().count(LISTENING)
-    argv = [tool, "--listen", str(daemon.socket), "--fdname=wfmd.socket"]
+    argv = [tool, "--listen", address or str(daemon.socket), "--fdname=wfmd.socket"]
     for name in (TAG_ENV, "WFM_CONFIG"):  # it passes on only what it is told to
         argv.append(f"--setenv={name}={env[name]}")
     with daemon.log_path.open("ab") as log:
@@ -386,6 +391,40 @@ def test_socket_activation(make_daemon: MakeDaemon, workflow_dir: Path, tmp_path
         assert client.status(handle).status == "Cancelled"
     assert daemon.stop() == 0
     assert daemon.socket.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_passed_socket_still_refuses_other_users(make_daemon: MakeDaemon) -> None:
+    tool = require("systemd-socket-activate")
+    uid, gid = nobody()
+    # An abstract socket: no file mode keeps anyone out, only the peer's credentials do.
+    address = f"@wfm-test-{uuid.uuid4().hex}"
+    daemon = make_daemon()
+    activate(daemon, tool, address)
+    with Client("\0" + address[1:], timeout=START_TIMEOUT) as client:
+        assert client.ping().socket == address
+    raw = run_as(
+        uid,
+        gid,
+        """
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect("\\0" + sys.argv[1][1:])
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        print(json.dumps(data.hex()))
+        """,
+        address,
+    )
+    reply = protocol.decode_response(bytes.fromhex(raw)[protocol.HEADER.size :])
+    assert isinstance(reply, protocol.Error) and reply.code == "forbidden", reply
+    assert daemon.stop() == 0
+
+
+def test_wfmd_version() -> None:
+    done = subprocess.run([WFMD, "--version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"wfmd {wfmd.__version__}\n")
 
 
 # LISTEN_PID must be wfmd's own pid, known only after the fork: this sets it, moves the
