@@ -483,7 +483,7 @@ async def test_a_cgroup_without_cgroup_kill_is_emptied_member_by_member(
         cgroups = containment.Cgroups(
             parent=found.cgroups.parent,
             base=found.cgroups.base,
-            path_in_proc=found.cgroups.path_in_proc,
+            parent_in_proc=found.cgroups.parent_in_proc,
             has_kill=False,
             has_freeze=freeze,
         )

@@ -13,8 +13,10 @@ ended, nothing that was started in it is left alive.
   (`WFM_EXECUTION_ID`, `WFM_PROBE_ID`). Ending it kills the process group, then every process
   carrying the tag, scanning /proc again until a scan finds none. The daemon is a child
   subreaper, so orphans come back to it and are reaped; and when the last open box is ended,
-  every child the daemon did not spawn itself is a leftover (whatever its environment) and is
-  killed too.
+  every process below the daemon but the children it spawned itself is a leftover (whatever
+  its environment) and is killed too. A process that hops to a new pid faster than a scan
+  reads /proc, or that drops its tag while other boxes are open, may still escape: only a
+  cgroup holds everything.
 
 `setup` chooses, tests the choice for real (a child joins a cgroup, is killed, the cgroup
 empties) and logs it; `ping` reports it (`Pong.containment`). After a crash, recovery kills
@@ -63,9 +65,9 @@ KILL_TIMEOUT = 5.0
 
 # While waiting for a cgroup to empty, cgroup.events is read again after FIRST_RECHECK, then
 # after twice as long each time, up to EMPTY_RECHECK, even without a notification: the
-# kernel sends at most one every 10 ms per file and delays the next (measured: the self-test's
-# kill took 11-17 ms to be notified, under 1 ms to happen), and a lost wake-up costs at most
-# EMPTY_RECHECK, never a hang.
+# kernel sends at most one per file every 10 ms and delays the next (measured: the
+# self-test's kill took 11-17 ms to be notified, under 1 ms to happen), and a lost wake-up
+# costs at most EMPTY_RECHECK, never a hang.
 FIRST_RECHECK = 0.001
 EMPTY_RECHECK = 0.1
 
@@ -143,7 +145,7 @@ class Cgroups:
 
     parent: Path  # the daemon's own cgroup, where every daemon's base lives
     base: Path  # this daemon's: parent / wfmd-<pid>-<start time>
-    path_in_proc: str  # base as /proc/<pid>/cgroup names it
+    parent_in_proc: str  # parent as /proc/<pid>/cgroup names it
     has_kill: bool  # cgroup.kill (Linux 5.14): one write kills every member
     has_freeze: bool  # cgroup.freeze (Linux 5.2): stops forks while members are killed
 
@@ -154,8 +156,9 @@ class Cgroups:
         return path
 
     def is_member(self, pid: int, cgroup: Path) -> bool:
-        """Is `pid` in `cgroup` (one of this daemon's) or below it?"""
-        inside = self.path_in_proc + "/" + cgroup.relative_to(self.base).as_posix()
+        """Is `pid` in `cgroup` (below our own cgroup) or below that?"""
+        below = cgroup.relative_to(self.parent).as_posix()
+        inside = self.parent_in_proc.rstrip("/") + "/" + below
         try:
             line = _own_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
         except OSError:
@@ -205,7 +208,7 @@ def _find_cgroups() -> Cgroups | str:
     return Cgroups(
         parent=parent,
         base=parent / name,
-        path_in_proc=own.rstrip("/") + "/" + name,
+        parent_in_proc=own,
         has_kill=False,  # known once the self-test has made a cgroup
         has_freeze=False,
     )
@@ -220,7 +223,7 @@ def _self_test(cgroups: Cgroups) -> Cgroups:
         cgroups = Cgroups(
             parent=cgroups.parent,
             base=cgroups.base,
-            path_in_proc=cgroups.path_in_proc,
+            parent_in_proc=cgroups.parent_in_proc,
             has_kill=(test / "cgroup.kill").exists(),
             has_freeze=(test / "cgroup.freeze").exists(),
         )
