@@ -8,7 +8,7 @@ from conftest import Daemon, write_workflow
 
 
 def test_status_and_history_show_the_workflow_name(daemon: Daemon, workflow_dir: Path) -> None:
-    meta = {"id": "nightly", "name": "Nightly report", "description": "", "fields": []}
+    meta: dict[str, object] = {"id": "nightly", "name": "Nightly report", "fields": []}
     write_workflow(workflow_dir, "nightly", "print('done')\n", meta)
     with daemon.client() as client:
         handle = client.run("nightly").handle
