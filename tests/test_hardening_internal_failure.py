@@ -131,11 +131,6 @@ def test_a_failed_pipe_reader_stops_everything_in_order_and_exits_non_zero(
                 assert [e.line for e in entries] == ["before", MARKER], entries
 
 
-@pytest.mark.xfail(
-    reason="needs a way to stop every execution as Failed/internal: Supervisor.shutdown takes "
-    "no status (runs/supervisor.py); they are recorded Cancelled by the shutdown",
-    strict=True,
-)
 def test_the_stopped_executions_are_recorded_failed_by_an_internal_error(
     make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

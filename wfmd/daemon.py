@@ -273,7 +273,8 @@ async def _serve(
         server_scope.cancel()
         # Bounded only for a database that cannot take writes: then we would wait forever.
         with trio.move_on_after(config.cancel_grace + SHUTDOWN_COMMIT_GRACE) as bounded:
-            await supervisor.shutdown()
+            why = None if failed is None else f"the pipe reader thread failed ({failed!r})"
+            await supervisor.shutdown(failure=why)
             writer.close()
             await writer_done.wait()
         if bounded.cancelled_caught:

@@ -48,5 +48,8 @@ class Services:
         info = stored.info
         if info.status in FINISHED_STATUSES:
             return info
+        if info.status == "NotStarted":
+            position = self.supervisor.queue_position(stored.id)
+            return msgspec.structs.replace(info, queue_position=position)
         count = self.writer.committed_count(stored.id)
         return info if count is None else msgspec.structs.replace(info, log_count=count)

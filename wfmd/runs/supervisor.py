@@ -165,14 +165,27 @@ class Supervisor:
                 return
         raise Refused(ErrorCode.NOT_RUNNABLE, f"execution {stored.info.handle} has already ended")
 
-    async def shutdown(self) -> None:
-        """Stop accepting, stop every running execution, wait until each one is recorded.
+    def queue_position(self, execution_id: int) -> int | None:
+        """Where a queued execution stands in the queue (1: it starts next), else None."""
+        for position, queued in enumerate(self._queue, start=1):
+            if queued.id == execution_id:
+                return position
+        return None
+
+    async def shutdown(self, failure: str | None = None) -> None:
+        """Stop accepting, stop every running execution, wait until each one is recorded:
+        Cancelled by the shutdown, or, given a `failure` (a bug in wfmd stopped it), Failed
+        with ended_by "internal" and that reason.
 
         Queued runs stay NotStarted in the database and start after the next daemon start.
         """
         self._accepting = False
         for active in self._running.values():
-            active.stop_reason = "cancelled: the daemon was shutting down"
+            if failure is None:
+                active.stop_reason = "cancelled: the daemon was shutting down"
+            else:
+                active.stop_status, active.stop_ended_by = "Failed", "internal"
+                active.stop_reason = f"internal error in wfmd: {failure}"
             active.stop.set()
         if self._running:
             self._none_running = trio.Event()
