@@ -162,6 +162,12 @@ class PipeReader:
         """`nbytes` of delivered chunk data are committed: the thread may read that much more."""
         self._send(("release", nbytes))
 
+    def poke(self) -> None:
+        """Poll at once instead of finishing a pause: a child has exited, so its pipes' EOF
+        (or last lines) are waiting to be read, and its ending waits for them."""
+        if not self._stopped:
+            os.eventfd_write(self._wake_fd, 1)
+
     def stop(self) -> None:
         """Close every pipe and end the thread (nothing more is delivered)."""
         if self._stopped:
@@ -217,7 +223,7 @@ class PipeReader:
                     self._hand_over(out)
                     out = []
                 if MIN_PAUSE <= pause < math.inf:
-                    time.sleep(pause)
+                    poll_wake.poll(pause)  # a command or `poke` ends the pause early
         except trio.RunFinishedError:
             pass  # the daemon is gone; nobody is left to deliver to
         except BaseException as exc:

@@ -282,6 +282,7 @@ class Supervisor:
             with contextlib.suppress(StorageError):  # the pid is for people, not for us
                 await self._store.call(executions.set_pid, stored.id, proc.pid)
             ending = await self._wait_for_end(active, proc, box, deadline)
+            self._writer.pipes.poke()
             await self._reap(active, box, pipes)
         finally:
             with trio.CancelScope(shield=True):
