@@ -1025,6 +1025,11 @@ def test_kill9_while_starting_a_run(
             assert not alive, f"execution {queued} runs a second time: {alive}"
         else:  # it never ran: it runs now, once
             assert execution.status == "Running", execution
+            # Running is committed before the spawn: the child may not exist quite yet.
+            deadline = time.monotonic() + STRAY_GRACE
+            while not alive and time.monotonic() < deadline:
+                time.sleep(0.01)
+                alive = [p for p, h in execution_pids(daemon.tag).items() if h == queued]
             assert len(alive) == 1, f"execution {queued}: processes {alive}"
     finally:
         # Leave nothing behind, whatever the outcome: the fixture checks.
