@@ -247,6 +247,21 @@ def test_params_and_pong() -> None:
     text = render.pong_detail(pong, 1)
     assert "uptime:    3m04s" in text
     assert "storage:   ERROR: disk full" in text
+    assert "containment" not in text  # a daemon older than the field
+
+
+def test_pong_shows_containment() -> None:
+    pong = Pong(
+        daemon_version="0.1.0",
+        pid=42,
+        uptime=1,
+        database="/d.db",
+        socket="/s",
+        running=0,
+        queued=0,
+        containment="process-scan",
+    )
+    assert "\ncontainment:  process-scan\n" in render.pong_detail(pong, 1)
 
 
 # --------------------------------------------------------------------------- terminals

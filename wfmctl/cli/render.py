@@ -353,6 +353,8 @@ def pong_detail(pong: Pong, protocol_version: int | None = None) -> str:
         ("running", pong.running),
         ("queued", pong.queued),
     ]
+    if pong.containment is not None:  # absent from daemons older than the field
+        rows.append(("containment", pong.containment))
     if protocol_version is not None:
         rows.append(("protocol", protocol_version))
     return key_values(rows)
