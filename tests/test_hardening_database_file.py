@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, MakeDaemon, metadata, wait_for_file, write_workflow
+from conftest import Daemon, MakeDaemon, metadata, text_field, wait_for_file, write_workflow
 
 from wfmctl import WfmError
 
@@ -36,22 +36,11 @@ while True:
 """
 
 
-def ready_field() -> dict[str, object]:
-    return {
-        "name": "ready",
-        "field_type": {"type": "text"},
-        "label": "ready",
-        "description": "",
-        "cli_arg": "--ready",
-        "required": True,
-        "default": None,
-        "required_for_phases": None,
-    }
-
-
 @pytest.fixture
 def watched(make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path) -> Daemon:
-    write_workflow(workflow_dir, "steady", STEADY, metadata("steady", ready_field()))
+    write_workflow(
+        workflow_dir, "steady", STEADY, metadata("steady", text_field("ready", required=True))
+    )
     write_workflow(workflow_dir, "quick", "print('quick')\n", metadata("quick"))
     daemon = make_daemon()
     (daemon.root / "no-config.toml").write_text(f"heartbeat_interval = {HEARTBEAT}\n")

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, MakeDaemon, metadata, wait_for_file, write_workflow
+from conftest import Daemon, MakeDaemon, metadata, text_field, wait_for_file, write_workflow
 
 from wfmd.main import EXIT_ERROR
 
@@ -57,19 +57,6 @@ STOP_TIMEOUT = GRACE + 20.0
 RUNNERS = 3
 
 
-def ready_field() -> dict[str, object]:
-    return {
-        "name": "ready",
-        "field_type": {"type": "text"},
-        "label": "ready",
-        "description": "",
-        "cli_arg": "--ready",
-        "required": True,
-        "default": None,
-        "required_for_phases": None,
-    }
-
-
 def fail_the_reader(
     make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Daemon, list[str], int, float]:
@@ -78,7 +65,9 @@ def fail_the_reader(
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    write_workflow(workflow_dir, "steady", STEADY, metadata("steady", ready_field()))
+    write_workflow(
+        workflow_dir, "steady", STEADY, metadata("steady", text_field("ready", required=True))
+    )
     write_workflow(workflow_dir, "trigger", TRIGGER, metadata("trigger"))
     monkeypatch.setenv("PYTHONPATH", str(inject))
     monkeypatch.setenv("WFM_TEST_PIPE_FAULT", "1")

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Daemon, MakeDaemon, metadata, wait_for_file, write_workflow
+from conftest import Daemon, MakeDaemon, metadata, text_field, wait_for_file, write_workflow
 
 # Seconds from SIGTERM to SIGKILL for the workflow that ignores SIGTERM: the window in which
 # the test signals the stopping daemon.
@@ -36,19 +36,6 @@ while True:
     n += 1
     time.sleep(0.01)
 """
-
-
-def path_field() -> dict[str, object]:
-    return {
-        "name": "ready",
-        "field_type": {"type": "text"},
-        "label": "ready",
-        "description": "",
-        "cli_arg": "--ready",
-        "required": True,
-        "default": None,
-        "required_for_phases": None,
-    }
 
 
 def start_stubborn(daemon: Daemon, tmp_path: Path) -> str:
@@ -82,7 +69,9 @@ def assert_stopped_cleanly(daemon: Daemon, handle: str) -> None:
 
 
 def stubborn_daemon(make_daemon: MakeDaemon, workflow_dir: Path) -> Daemon:
-    write_workflow(workflow_dir, "stubborn", STUBBORN, metadata("stubborn", path_field()))
+    write_workflow(
+        workflow_dir, "stubborn", STUBBORN, metadata("stubborn", text_field("ready", required=True))
+    )
     return make_daemon(["--cancel-grace", str(GRACE)]).start()
 
 
