@@ -7,6 +7,7 @@ workflow process inherits; after each test no process carrying the tag may be al
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -397,3 +398,22 @@ def recv_frame(sock: socket.socket) -> protocol.ResponseType:
 def frame(body: bytes) -> bytes:
     """`body` behind its length header."""
     return protocol.HEADER.pack(len(body)) + body
+
+
+@contextlib.contextmanager
+def small_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `mountpoint` (created) for a full-disk test; skips the test
+    where mounting is not allowed (not root)."""
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)

@@ -31,6 +31,7 @@ from conftest import (
     alive,
     metadata,
     proc_status,
+    small_tmpfs,
     text_field,
     write_workflow,
 )
@@ -117,23 +118,6 @@ def assert_one_clear_error(lines: list[str], *needles: str) -> str:
 # --------------------------------------------------------------------------- the full disk
 
 
-@contextlib.contextmanager
-def small_filesystem(mountpoint: Path, size: str) -> Iterator[Path]:
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs for the full-disk test: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
-
-
 def fill(path: Path, leave: int) -> None:
     """A file that takes all of `path`'s filesystem but `leave` bytes."""
     stats = os.statvfs(path.parent)
@@ -166,7 +150,7 @@ def test_full_disk_holds_then_fails_running_work_and_recovers_without_restart(
         "for i in range(50):\n    print('hello', i)\n",
         metadata("hello"),
     )
-    with small_filesystem(tmp_path / "small", SMALL_FS_SIZE) as small:
+    with small_tmpfs(tmp_path / "small", SMALL_FS_SIZE) as small:
         daemon = make_daemon(
             extra_args=[
                 "--storage-hold-timeout",

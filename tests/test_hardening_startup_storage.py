@@ -9,15 +9,13 @@ the new database, the WAL of an existing one each meet the full disk in turn.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, MakeDaemon
+from conftest import Daemon, MakeDaemon, small_tmpfs
 
 from wfmd.main import EXIT_STORAGE
 
@@ -28,23 +26,6 @@ REFUSAL_TIMEOUT = 20.0
 # WAL and shared-memory file to open.
 FRESH_FS = "256k"
 EXISTING_FS = "1m"
-
-
-@contextlib.contextmanager
-def small_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
-    mountpoint.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
 
 
 def fill(directory: Path, leave: int) -> None:
