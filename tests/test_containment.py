@@ -30,7 +30,7 @@ import pytest
 import trio
 from conftest import Daemon, MakeDaemon, alive, all_pids, metadata, wait_for_file, write_workflow
 
-from wfmd.runs import containment, process
+from wfmd.runs import cgroupfs, containment, process
 
 # Generous for a loaded 2-core machine; a contained escapee is gone long before.
 STATUS_TIMEOUT = 20.0
@@ -258,7 +258,7 @@ def end_execution(daemon: Daemon, workflow_id: str, ready: Path, ending: str) ->
 
 def cgroup_dirs(name: str) -> list[Path]:
     """Directories called `name` in the cgroup2 hierarchy."""
-    found = containment._cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    found = cgroupfs.cgroup2_mount(Path("/proc/self/mountinfo").read_text())
     if found is None:
         return []
     return [Path(d) / name for d, names, _ in os.walk(found[0]) if name in names]
@@ -267,7 +267,7 @@ def cgroup_dirs(name: str) -> list[Path]:
 def leftover_bases(daemon: Daemon) -> list[Path]:
     assert daemon.proc is not None
     prefix = f"wfmd-{daemon.proc.pid}-"
-    found = containment._cgroup2_mount(Path("/proc/self/mountinfo").read_text())
+    found = cgroupfs.cgroup2_mount(Path("/proc/self/mountinfo").read_text())
     if found is None:
         return []
     return [Path(d) / n for d, names, _ in os.walk(found[0]) for n in names if n.startswith(prefix)]
@@ -480,7 +480,7 @@ async def test_a_cgroup_without_cgroup_kill_is_emptied_member_by_member(
     if found.cgroups is None:
         pytest.skip(f"no cgroup containment here: {found.detail}")
     for freeze in (True, False):
-        cgroups = containment.Cgroups(
+        cgroups = cgroupfs.Cgroups(
             parent=found.cgroups.parent,
             base=found.cgroups.base,
             parent_in_proc=found.cgroups.parent_in_proc,
@@ -502,11 +502,11 @@ async def test_a_cgroup_without_cgroup_kill_is_emptied_member_by_member(
             await trio.sleep(0.2)
         assert marked(marker)[marker]
         with trio.fail_after(STATUS_TIMEOUT):
-            killed, emptied = await containment._kill_cgroup(cgroups, cgroup, 10.0)
+            killed, emptied = await cgroupfs.kill_and_wait_empty(cgroups, cgroup, 10.0)
         assert emptied and killed >= 1
         assert marked(marker)[marker] == []
-        containment._remove(cgroup)
-    containment._remove(found.cgroups.base)
+        cgroupfs.remove(cgroup)
+    cgroupfs.remove(found.cgroups.base)
 
 
 REAPER_RACE = """
