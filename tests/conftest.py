@@ -34,6 +34,9 @@ TAG_ENV = "WFM_TEST_TAG"
 # Generous: a loaded 2-core CI machine can take seconds to start an interpreter.
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 30.0
+# A daemon that refuses to start must say so within this long (start-up is one interpreter
+# plus opening a file; a locked database adds SQLite's 5 s busy timeout at most).
+REFUSAL_TIMEOUT = 20.0
 
 
 # --------------------------------------------------------------------------- processes
@@ -194,6 +197,20 @@ class Daemon:
         assert self.proc is not None
         self.proc.kill()
         self.proc.wait(STOP_TIMEOUT)
+
+    def refusal(self) -> tuple[int, list[str], float]:
+        """Start, expecting a refusal: the exit code, the log's lines, the seconds it took."""
+        started = time.monotonic()
+        self.start(wait=False)
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(REFUSAL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            raise AssertionError(
+                f"wfmd still running after {REFUSAL_TIMEOUT}s:\n{self.log()}"
+            ) from None
+        return code, self.log().splitlines(), time.monotonic() - started
 
     def restart(self) -> Daemon:
         self.stop()

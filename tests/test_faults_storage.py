@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    REFUSAL_TIMEOUT,
     WFMD,
     Daemon,
     MakeDaemon,
@@ -39,10 +40,6 @@ from conftest import (
 from wfmctl import WfmError
 from wfmctl.protocol import Pong
 from wfmd.main import EXIT_DATABASE_CORRUPT, EXIT_RUNTIME_DIR, EXIT_STORAGE
-
-# A daemon that refuses to start must say so within this long (start-up is one interpreter
-# plus opening a file; the lock case adds SQLite's 5 s busy timeout at most).
-REFUSAL_TIMEOUT = 20.0
 
 # Bounds on waiting for the daemon to notice a full disk and a freed one (it retries a failed
 # commit every second).
@@ -84,21 +81,6 @@ def bytes_written(pid: int) -> int:
         if line.startswith("wchar:"):
             return int(line.split()[1])
     raise AssertionError(f"no wchar for pid {pid}")
-
-
-def refusal(daemon: Daemon) -> tuple[int, list[str], float]:
-    """Start `daemon` expecting it to refuse: its exit code, its log lines, seconds taken."""
-    started = time.monotonic()
-    daemon.start(wait=False)
-    assert daemon.proc is not None
-    try:
-        code = daemon.proc.wait(REFUSAL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        daemon.kill9()
-        raise AssertionError(
-            f"wfmd still running after {REFUSAL_TIMEOUT}s:\n{daemon.log()}"
-        ) from None
-    return code, daemon.log().splitlines(), time.monotonic() - started
 
 
 def assert_one_clear_error(lines: list[str], *needles: str) -> str:
@@ -297,7 +279,7 @@ def test_corrupt_database_is_refused_untouched(make_daemon: MakeDaemon, workflow
         assert db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] > 5
         assert db.execute("PRAGMA quick_check").fetchone()[0] != "ok"
     digest = sha256(daemon.database)
-    code, lines, _ = refusal(daemon)
+    code, lines, _ = daemon.refusal()
     assert sha256(daemon.database) == digest
     assert code == EXIT_DATABASE_CORRUPT, "\n".join(lines)
     assert_one_clear_error(lines, str(daemon.database))
@@ -315,7 +297,7 @@ def test_non_database_file_is_refused_untouched(daemon_root: Daemon, content: by
     daemon = daemon_root
     daemon.database.write_bytes(content)
     digest = sha256(daemon.database)
-    code, lines, _ = refusal(daemon)
+    code, lines, _ = daemon.refusal()
     assert sha256(daemon.database) == digest
     assert code == EXIT_DATABASE_CORRUPT, "\n".join(lines)
     error = assert_one_clear_error(lines, str(daemon.database))
@@ -343,7 +325,7 @@ def test_database_locked_by_another_process_is_refused_then_usable_once_released
         assert holder.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         holder.execute("BEGIN EXCLUSIVE")
         digest = sha256(daemon.database)
-        code, lines, took = refusal(daemon)
+        code, lines, took = daemon.refusal()
         assert sha256(daemon.database) == digest
         assert code == EXIT_STORAGE, "\n".join(lines)
         assert took < 15, took
@@ -522,7 +504,7 @@ def test_socket_under_a_regular_file_exits_6(daemon_root: Daemon, tmp_path: Path
     for socket_path in (blocker / "wfmd.sock", blocker / "run" / "wfmd.sock"):
         daemon_root.socket = socket_path
         daemon_root.log_path.unlink(missing_ok=True)
-        code, lines, _ = refusal(daemon_root)
+        code, lines, _ = daemon_root.refusal()
         assert code == EXIT_RUNTIME_DIR, "\n".join(lines)
         assert_one_clear_error(lines, str(blocker))
     assert blocker.read_text() == "I am a file\n"

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, MakeDaemon, small_tmpfs
+from conftest import MakeDaemon, small_tmpfs
 
 from wfmd.main import EXIT_STORAGE
-
-# A refused start is one interpreter start-up and a file open.
-REFUSAL_TIMEOUT = 20.0
 
 # A new database takes ~200 KiB (16 KiB pages, the WAL); an existing one needs room for its
 # WAL and shared-memory file to open.
@@ -37,20 +33,6 @@ def fill(directory: Path, leave: int) -> None:
             written = f.write(b"\0" * min(size, 64 * 1024))
             size -= written
     assert os.statvfs(directory).f_bavail * os.statvfs(directory).f_frsize <= leave
-
-
-def refused(daemon: Daemon) -> tuple[int, list[str]]:
-    """Start `daemon` expecting a refusal: its exit code and everything it printed."""
-    daemon.start(wait=False)
-    assert daemon.proc is not None
-    try:
-        code = daemon.proc.wait(REFUSAL_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        daemon.kill9()
-        raise AssertionError(
-            f"wfmd did not refuse within {REFUSAL_TIMEOUT}s:\n{daemon.log()}"
-        ) from None
-    return code, daemon.log().splitlines()
 
 
 def assert_one_line(code: int, lines: list[str], *needles: str) -> None:
@@ -70,7 +52,7 @@ def test_full_disk_before_the_first_start(
         fill(state, leave_kib * 1024)
         daemon = make_daemon()
         daemon.database = state / "wfm.db"
-        code, lines = refused(daemon)
+        code, lines, _ = daemon.refusal()
         assert_one_line(code, lines, str(daemon.database))
         if leave_kib == 0:
             assert "lock file" in lines[0] and "No space left on device" in lines[0], lines
@@ -88,6 +70,6 @@ def test_full_disk_under_an_existing_database(
         before = hashlib.sha256(daemon.database.read_bytes()).hexdigest()
         daemon.log_path.unlink()
         fill(state, leave_kib * 1024)
-        code, lines = refused(daemon)
+        code, lines, _ = daemon.refusal()
         assert_one_line(code, lines, str(daemon.database))
         assert hashlib.sha256(daemon.database.read_bytes()).hexdigest() == before
