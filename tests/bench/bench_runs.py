@@ -16,7 +16,6 @@ Exits 1 if a bar is missed (full mode only).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import socket
 import statistics
@@ -28,8 +27,9 @@ import time
 from pathlib import Path
 
 import msgspec
+from bench_ingest import peak_rss_mb, start_daemon
 
-from wfmctl import Client, DaemonUnreachable, protocol
+from wfmctl import Client, protocol
 
 MIN_SUBMISSIONS_PER_S = 500
 MAX_LATENCY_ABOVE_SPAWN_MS = 20.0  # p50 of start-to-end minus p50 of the spawn itself
@@ -64,36 +64,9 @@ os.write(2, buf)
 """
 
 
-def start_daemon(root: Path, workflows: Path) -> subprocess.Popen[bytes]:
-    wfmd = str(Path(sys.executable).parent / "wfmd")
-    sock = root / "wfmd.sock"
-    env = dict(os.environ, WFM_CONFIG=str(root / "none.toml"))
-    (root / "none.toml").touch()
-    argv = [wfmd, "--database", str(root / "wfm.db"), "--socket", str(sock)]
-    argv += ["--workflow-dir", str(workflows), "--log-level", "WARNING"]
-    proc = subprocess.Popen(argv, env=env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with Client(sock, timeout=5) as client:
-                client.ping()
-            return proc
-        except DaemonUnreachable:
-            time.sleep(0.02)
-    proc.kill()
-    raise SystemExit("wfmd did not start")
-
-
 def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGTERM)
     proc.wait(120)
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def percentile(values: list[float], share: float) -> float:
