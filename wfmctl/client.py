@@ -32,6 +32,7 @@ from wfmctl import paths, protocol
 from wfmctl.protocol import (
     Execution,
     HistoryPage,
+    ImportReport,
     LogEntry,
     LogPage,
     ParamHistoryReply,
@@ -45,8 +46,13 @@ from wfmctl.protocol import (
 # daemon does not hang a script forever. Streaming requests (Follow, Wait) ignore it.
 DEFAULT_TIMEOUT = 30.0
 
-# Requests whose replies may take as long as an execution does: their reads never time out.
-STREAMING_REQUESTS: tuple[type[protocol.Request], ...] = (protocol.Follow, protocol.Wait)
+# Requests whose replies may take as long as an execution (or copying a whole history) does:
+# their reads never time out.
+STREAMING_REQUESTS: tuple[type[protocol.Request], ...] = (
+    protocol.Follow,
+    protocol.Wait,
+    protocol.ImportHistory,
+)
 
 # Client-side error codes, next to the daemon's codes in `protocol.ErrorCode`.
 UNREACHABLE = "unreachable"  # cannot connect to the socket
@@ -378,6 +384,12 @@ class Client:
     ) -> ParamHistoryReply:
         req = protocol.ParamHistory(workflow_id=workflow_id, field_name=field_name, limit=limit)
         return self._expect(req, ParamHistoryReply)
+
+    def import_history(self, path: str | os.PathLike[str], dry_run: bool = False) -> ImportReport:
+        """Copy workflow-manager's history at `path` into wfmd's (see PROTOCOL.md); with
+        `dry_run`, only report what would be copied. The path is made absolute here."""
+        req = protocol.ImportHistory(path=os.path.abspath(path), dry_run=dry_run)
+        return self._expect(req, ImportReport)
 
 
 def _tag(obj: object) -> str:

@@ -75,6 +75,7 @@ class ErrorCode(StrEnum):
     STORAGE = "storage"  # the database cannot accept writes (full disk, I/O error)
     SHUTTING_DOWN = "shutting_down"  # the daemon is stopping and accepts no new work
     INTERNAL = "internal"  # a bug in the daemon; the message says what
+    BAD_SOURCE = "bad_source"  # a file to import that cannot be read, or holds no history
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -218,6 +219,13 @@ class ParamHistory(Request, frozen=True, tag="param_history"):
     limit: Count = 10
 
 
+class ImportHistory(Request, frozen=True, tag="import"):
+    """Copy the original workflow-manager's history into this database (see PROTOCOL.md)."""
+
+    path: Annotated[str, Meta(max_length=4096)]  # absolute: the daemon's cwd is not yours
+    dry_run: bool = False  # report what would be imported, change nothing
+
+
 class Shutdown(Request, frozen=True, tag="shutdown"):
     """Stop the daemon as SIGTERM would; answered with `Stopping` before it stops."""
 
@@ -234,6 +242,7 @@ RequestType = (
     | History
     | GetParams
     | ParamHistory
+    | ImportHistory
     | Shutdown
 )
 
@@ -317,6 +326,19 @@ class ParamHistoryReply(Response, frozen=True, tag="param_history"):
     values: dict[str, list[str]]  # field name -> distinct recent values, newest first
 
 
+class ImportReport(Response, frozen=True, tag="import_report"):
+    path: str
+    dry_run: bool
+    found: int  # executions in the source
+    imported: int  # copied now (on a dry run: that would be)
+    already_present: int  # handles this history already holds: skipped
+    unmapped: list[str] = []  # "<id>: why", one per execution that cannot be imported
+    log_entries: int = 0  # log entries copied (would be)
+    kept_as_raw: int = 0  # of those, entries whose JSON could not be mapped: kept as text
+    unfinished: int = 0  # Running or NotStarted there: recorded as Failed
+    out_of_order: int = 0  # newer than this history's oldest execution, yet listed below it
+
+
 class Stopping(Response, frozen=True, tag="stopping"):
     """The reply to `Shutdown`, sent before the daemon stops."""
 
@@ -338,6 +360,7 @@ ResponseType = (
     | HistoryPage
     | ParamsReply
     | ParamHistoryReply
+    | ImportReport
     | Stopping
 )
 

@@ -13,7 +13,7 @@ from typing import TextIO
 from wfmctl import protocol
 from wfmctl.cli import render, terminal
 from wfmctl.cli.args import Args, merge_params
-from wfmctl.cli.exit_codes import EXIT_OK, exit_code_for
+from wfmctl.cli.exit_codes import EXIT_ERROR, EXIT_OK, EXIT_USAGE, exit_code_for
 from wfmctl.client import UNEXPECTED_REPLY, Client, WfmError
 from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
 
@@ -299,6 +299,33 @@ def cmd_service(client: Client | None, args: Args, view: View) -> int:
     return service.main(args, view.json, view.out)
 
 
+def cmd_import(client: Client, args: Args, view: View) -> int:
+    """A dry run, shown; then, once the user agrees (or gave --yes), the import."""
+    import os
+    import sys
+
+    from wfmctl.cli import importing  # lazy: only this command needs it
+
+    source = os.path.abspath(os.path.expanduser(args.path or importing.DEFAULT_SOURCE))
+    plan = client.import_history(source, dry_run=True)
+    if args.dry_run or not plan.imported:
+        view.show(plan, lambda: importing.summary(plan))
+        return EXIT_OK
+    if not args.yes:
+        view.note(importing.summary(plan))
+        if not sys.stdin.isatty():
+            view.note("wfmctl: not importing without a yes: run again with --yes")
+            return EXIT_USAGE
+        if not importing.confirm(
+            f"import {importing.count_of(plan.imported, 'execution')}? [y/N] "
+        ):
+            view.note("nothing imported")
+            return EXIT_ERROR
+    report = client.import_history(source)
+    view.show(report, lambda: importing.summary(report))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Command] = {
     "ping": cmd_ping,
     "workflows": cmd_workflows,
@@ -312,4 +339,5 @@ COMMANDS: dict[str, Command] = {
     "mcp": cmd_mcp,
     "shutdown": cmd_shutdown,
     "service": cmd_service,
+    "import": cmd_import,
 }

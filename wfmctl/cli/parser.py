@@ -259,6 +259,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("params", "show the parameters an execution was given")
     p.add_argument("handle", metavar="HANDLE")
 
+    p = add(
+        "import",
+        "copy the original workflow-manager's history into wfmd's (asks first; safe to repeat)",
+    )
+    p.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="its database (default: ~/.workflow-manager/executions.db); opened read-only",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only say what would be imported")
+    p.add_argument("-y", "--yes", action="store_true", help="import without asking")
+
     add("mcp", "serve wfmd's tools to Claude and other MCP clients on stdio (the mcp extra)")
 
     p = add(

@@ -13,6 +13,7 @@ from wfmctl.protocol import (
     GetParams,
     GetStatus,
     History,
+    ImportHistory,
     ListWorkflows,
     ParamHistory,
     Ping,
@@ -21,7 +22,7 @@ from wfmctl.protocol import (
     Shutdown,
     Wait,
 )
-from wfmd.api import admin, executions, logs, workflows
+from wfmd.api import admin, executions, imports, logs, workflows
 from wfmd.api.context import Services
 from wfmd.api.server import Send, shorten
 from wfmd.errors import Refused
@@ -60,6 +61,8 @@ class Dispatcher:
                     await send(await logs.page(s, request))
                 case Follow():
                     await logs.follow(s, request, send)
+                case ImportHistory():
+                    await send(await imports.import_history(s, request))
                 case Shutdown():
                     # Answered first: stopping closes every connection, this one too.
                     try:
