@@ -38,6 +38,7 @@ from wfmctl.protocol import (
     ParamHistoryReply,
     ParamsReply,
     Pong,
+    StatsReply,
     Status,
     WorkflowList,
 )
@@ -384,6 +385,10 @@ class Client:
     ) -> ParamHistoryReply:
         req = protocol.ParamHistory(workflow_id=workflow_id, field_name=field_name, limit=limit)
         return self._expect(req, ParamHistoryReply)
+
+    def stats(self, workflow_id: str | None = None, since: float | None = None) -> StatsReply:
+        """Per-workflow outcomes and durations of the executions created since `since`."""
+        return self._expect(protocol.Stats(workflow_id=workflow_id, since=since), StatsReply)
 
     def import_history(self, path: str | os.PathLike[str], dry_run: bool = False) -> ImportReport:
         """Copy workflow-manager's history at `path` into wfmd's (see PROTOCOL.md); with

@@ -219,6 +219,13 @@ class ParamHistory(Request, frozen=True, tag="param_history"):
     limit: Count = 10
 
 
+class Stats(Request, frozen=True, tag="stats"):
+    """Per-workflow outcomes and durations of the executions created since `since`."""
+
+    workflow_id: Name | None = None
+    since: Seconds | None = None  # created at or after; None: the whole history
+
+
 class ImportHistory(Request, frozen=True, tag="import"):
     """Copy the original workflow-manager's history into this database (see PROTOCOL.md)."""
 
@@ -242,6 +249,7 @@ RequestType = (
     | History
     | GetParams
     | ParamHistory
+    | Stats
     | ImportHistory
     | Shutdown
 )
@@ -326,6 +334,27 @@ class ParamHistoryReply(Response, frozen=True, tag="param_history"):
     values: dict[str, list[str]]  # field name -> distinct recent values, newest first
 
 
+class WorkflowStats(Message, frozen=True):
+    workflow_id: str
+    runs: int
+    completed: int
+    failed: int
+    cancelled: int
+    active: int  # queued or running
+    success_rate: float | None  # completed / ended, 0 to 1; None until one has ended
+    p50_duration: float | None  # seconds, of the completed runs
+    p95_duration: float | None
+    last_run: float  # when the newest was created, seconds since the epoch
+    last_failure: float | None = None  # when the newest Failed one was created
+    last_failure_handle: str | None = None
+    last_failure_reason: str | None = None
+
+
+class StatsReply(Response, frozen=True, tag="stats"):
+    workflows: list[WorkflowStats]  # ordered by workflow id
+    since: float | None = None
+
+
 class ImportReport(Response, frozen=True, tag="import_report"):
     path: str
     dry_run: bool
@@ -360,6 +389,7 @@ ResponseType = (
     | HistoryPage
     | ParamsReply
     | ParamHistoryReply
+    | StatsReply
     | ImportReport
     | Stopping
 )

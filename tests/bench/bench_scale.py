@@ -18,7 +18,8 @@ measured in the same run:
   queries     p99 round trips on one persistent connection, minus the median `ping` round
               trip (the client's own cost): status by handle and by prefix, history pages
               (filtered, and deep pages via `before` against page 1), log tail and pages of
-              the 10M-line execution, param_history
+              the 10M-line execution, param_history; stats of the last 30 days and of the
+              whole history (medians of a few calls: each reads many rows)
   memory      the daemon's idle RSS on the big database
   throughput  32 clients (processes x threads, one connection each) asking for status:
               requests/s and p99, with the daemon's and the load generator's CPU; then
@@ -84,6 +85,9 @@ HISTORY_P99_MS = 5.0
 DEEP_PAGE_RATIO = 1.2  # "not slower than page 1": medians, with room for noise
 LOGS_P99_MS = 5.0
 PARAM_HISTORY_P99_MS = 10.0
+STATS_30D_MS = 100.0  # `stats --since 30d`, median round trip
+STATS_ALL_MS = 1000.0  # `stats` over the whole history
+STATS_ROUNDS = 5
 THROUGHPUT_MIN = 5_000  # status requests/s from 32 clients
 THROUGHPUT_P99_MS = 5.0
 THROUGHPUT_INGEST_P99_MS = 25.0  # the same while one workflow ingests at full speed
@@ -532,6 +536,16 @@ def bench_queries(ctx: Context, daemon: Daemon) -> None:
                 began = time.perf_counter()
                 fn()
                 samples[name].append(time.perf_counter() - began)
+        stats_cases = {
+            "stats, last 30 days": (lambda: c.stats(since=t.last_s - 30 * day), STATS_30D_MS),
+            "stats, whole history": (c.stats, STATS_ALL_MS),
+        }
+        stats_samples: dict[str, list[float]] = {name: [] for name in stats_cases}
+        for _ in range(STATS_ROUNDS):
+            for name, (fn, _bar) in stats_cases.items():
+                began = time.perf_counter()
+                assert fn().workflows
+                stats_samples[name].append(time.perf_counter() - began)
 
     ping = statistics.median(samples["ping (client overhead)"])
     bars = {
@@ -571,6 +585,16 @@ def bench_queries(ctx: Context, daemon: Daemon) -> None:
             ratio=f"{d / f:.2f}",
             bar=f"<= {DEEP_PAGE_RATIO}x page 1",
             ok=d <= DEEP_PAGE_RATIO * f,
+        )
+    for name, values in stats_samples.items():
+        bar = stats_cases[name][1]
+        median = statistics.median(values)
+        r.add(
+            f"{name}, median",
+            ms(median),
+            baseline=f"{len(values)} calls, {ms(min(values))} to {ms(max(values))}",
+            bar=f"<= {bar:g} ms",
+            ok=median * 1000 <= bar,
         )
     r.note("server-side = round-trip p99 minus the median ping round trip (the client's cost)")
 

@@ -299,6 +299,12 @@ def cmd_service(client: Client | None, args: Args, view: View) -> int:
     return service.main(args, view.json, view.out)
 
 
+def cmd_stats(client: Client, args: Args, view: View) -> int:
+    reply = client.stats(workflow_id=args.workflow, since=args.since)
+    view.show(reply, lambda: render.stats_table(reply))
+    return EXIT_OK
+
+
 def cmd_import(client: Client, args: Args, view: View) -> int:
     """A dry run, shown; then, once the user agrees (or gave --yes), the import."""
     import os
@@ -339,5 +345,6 @@ COMMANDS: dict[str, Command] = {
     "mcp": cmd_mcp,
     "shutdown": cmd_shutdown,
     "service": cmd_service,
+    "stats": cmd_stats,
     "import": cmd_import,
 }

@@ -259,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("params", "show the parameters an execution was given")
     p.add_argument("handle", metavar="HANDLE")
 
+    p = add("stats", "per workflow: runs, outcomes, success rate, durations, last failure")
+    p.add_argument("--workflow", metavar="ID", help="only this workflow")
+    p.add_argument(
+        "--since",
+        metavar="T",
+        type=_arg_type(parse_time, "time"),
+        help="only executions created at/after T, e.g. 30d (default: the whole history)",
+    )
+
     p = add(
         "import",
         "copy the original workflow-manager's history into wfmd's (asks first; safe to repeat)",

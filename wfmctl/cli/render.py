@@ -18,6 +18,7 @@ from wfmctl.protocol import (
     LogEntry,
     ParamsReply,
     Pong,
+    StatsReply,
     Workflow,
     WorkflowList,
 )
@@ -358,3 +359,38 @@ def pong_detail(pong: Pong, protocol_version: int | None = None) -> str:
     if protocol_version is not None:
         rows.append(("protocol", protocol_version))
     return key_values(rows)
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def stats_table(reply: StatsReply) -> str:
+    """One row per workflow; below, each workflow's last failure."""
+    since = f" since {format_time(reply.since)}" if reply.since is not None else ""
+    if not reply.workflows:
+        return f"no executions{since}"
+    rows = [
+        (
+            w.workflow_id,
+            w.runs,
+            w.completed,
+            w.failed,
+            w.cancelled,
+            EMPTY if w.success_rate is None else f"{w.success_rate:.0%}",
+            format_duration(w.p50_duration),
+            format_duration(w.p95_duration),
+            format_time(w.last_run),
+        )
+        for w in reply.workflows
+    ]
+    headers = ("WORKFLOW", "RUNS", "OK", "FAILED", "CANCELLED", "SUCCESS", "P50", "P95", "LAST RUN")
+    lines = [table(headers, rows)]
+    failures = [w for w in reply.workflows if w.last_failure is not None]
+    if failures:
+        lines.append(f"\nlast failure{since}:")
+        lines.extend(
+            f"  {w.workflow_id}  {format_time(w.last_failure)}  {(w.last_failure_handle or '')[:8]}"
+            f"  {w.last_failure_reason or EMPTY}"
+            for w in failures
+        )
+    return "\n".join(lines)

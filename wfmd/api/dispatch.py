@@ -20,6 +20,7 @@ from wfmctl.protocol import (
     RequestType,
     Run,
     Shutdown,
+    Stats,
     Wait,
 )
 from wfmd.api import admin, executions, imports, logs, workflows
@@ -61,6 +62,8 @@ class Dispatcher:
                     await send(await logs.page(s, request))
                 case Follow():
                     await logs.follow(s, request, send)
+                case Stats():
+                    await send(await workflows.workflow_stats(s, request))
                 case ImportHistory():
                     await send(await imports.import_history(s, request))
                 case Shutdown():

@@ -1,4 +1,4 @@
-"""What can be run: workflows, and the values their parameters had before."""
+"""What can be run: workflows, the values their parameters had before, how they fare."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from wfmctl.protocol import (
     ListWorkflows,
     ParamHistory,
     ParamHistoryReply,
+    Stats,
+    StatsReply,
     WorkflowList,
+    WorkflowStats,
 )
 from wfmd.api.context import Services
 from wfmd.errors import Refused
-from wfmd.store import executions
+from wfmd.store import executions, stats
 
 # Distinct values per field that one `param_history` reply may carry.
 MAX_PARAM_VALUES = 100
@@ -33,3 +36,32 @@ async def param_history(s: Services, request: ParamHistory) -> ParamHistoryReply
         executions.param_history, request.workflow_id, request.field_name, limit
     )
     return ParamHistoryReply(workflow_id=request.workflow_id, values=values)
+
+
+async def workflow_stats(s: Services, request: Stats) -> StatsReply:
+    since_ms = None if request.since is None else int(request.since * 1000)
+    found = await s.store.read(stats.workflow_stats, request.workflow_id, since_ms)
+    return StatsReply(workflows=[_wire(w) for w in found], since=request.since)
+
+
+def _wire(w: stats.WorkflowStats) -> WorkflowStats:
+    ended = w.completed + w.failed + w.cancelled
+    return WorkflowStats(
+        workflow_id=w.workflow_id,
+        runs=w.runs,
+        completed=w.completed,
+        failed=w.failed,
+        cancelled=w.cancelled,
+        active=w.active,
+        success_rate=w.completed / ended if ended else None,
+        p50_duration=_seconds(w.p50_ms),
+        p95_duration=_seconds(w.p95_ms),
+        last_run=w.last_run_ms / 1000.0,
+        last_failure=_seconds(w.last_failure_ms),
+        last_failure_handle=w.last_failure_handle,
+        last_failure_reason=w.last_failure_reason,
+    )
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0

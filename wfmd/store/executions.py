@@ -105,7 +105,7 @@ def create(
 ) -> StoredExecution:
     with transaction(conn):
         # created_at never decreases with id (a clock stepped back does not reorder history),
-        # so a time range is an id range: see _id_at_or_after.
+        # so a time range is an id range: see first_id_at_or_after.
         conn.execute(
             "INSERT INTO executions (handle, workflow_id, workflow_name, status, reason,"
             " created_at, timeout_ms, argv) VALUES (?, ?, ?, 'NotStarted',"
@@ -271,20 +271,20 @@ def _matching(conn: apsw.Connection, f: HistoryFilter) -> tuple[list[str], list[
     # Time bounds become id bounds: the (workflow_id, status, id) index then serves any
     # window at any depth, instead of opening every newer row to read its created_at.
     if f.since_ms is not None:
-        first = _id_at_or_after(conn, f.since_ms)
+        first = first_id_at_or_after(conn, f.since_ms)
         if first is None:
             return None
         where.append("id >= ?")
         args.append(first)
     if f.until_ms is not None:
-        end = _id_at_or_after(conn, f.until_ms)
+        end = first_id_at_or_after(conn, f.until_ms)
         if end is not None:
             where.append("id < ?")
             args.append(end)
     return where, args
 
 
-def _id_at_or_after(conn: apsw.Connection, ms: int) -> int | None:
+def first_id_at_or_after(conn: apsw.Connection, ms: int) -> int | None:
     """The first execution accepted at or after `ms` (created_at never decreases with id)."""
     value = conn.execute(
         "SELECT id FROM executions WHERE created_at >= ? ORDER BY created_at, id LIMIT 1", (ms,)

@@ -10,7 +10,7 @@ transaction, so an interrupted import leaves every execution either whole or abs
 importing again skips the handles already present.
 
 Imported executions take ids below every existing one, oldest lowest: history lists newest
-first by id, and time filters turn times into id ranges (see `executions._id_at_or_after`),
+first by id, and time filters turn times into id ranges (see `executions.first_id_at_or_after`),
 both of which need ids to follow creation times.
 """
 
