@@ -25,7 +25,9 @@ TRICKY = [
     '__WF_EVENT__:{"type": "task_progress", "task_id": "t", "message": "m \\" q"}',
 ]
 
-BODY = f"lines = {TRICKY!r}\n" + """
+BODY = (
+    f"lines = {TRICKY!r}\n"
+    + """
 for line in lines:
     print(line, flush=True)
 sys.stderr.write("to stderr\\n")
@@ -33,6 +35,7 @@ sys.stderr.flush()
 sys.stdout.write("".join(f"bulk {i}\\n" for i in range(3000)))
 sys.stdout.write("no newline at the end")
 """
+)
 
 
 def read_only(path: Path) -> sqlite3.Connection:
@@ -56,8 +59,7 @@ def test_log_entries_view_matches_wfmctl_logs(make_daemon: MakeDaemon, workflow_
 
     with read_only(daemon.database) as conn:
         rows = conn.execute(
-            "SELECT seq, stream, type, line FROM log_entries_view WHERE handle_id = ?"
-            " ORDER BY seq",
+            "SELECT seq, stream, type, line FROM log_entries_view WHERE handle_id = ? ORDER BY seq",
             (handle,),
         ).fetchall()
         assert rows == [(e["seq"], e["stream"], e["type"], e["line"]) for e in entries]

@@ -38,6 +38,7 @@ from wfmctl.protocol import (
     ParamHistoryReply,
     ParamsReply,
     Pong,
+    SearchPage,
     StatsReply,
     Status,
     WorkflowList,
@@ -385,6 +386,34 @@ class Client:
     ) -> ParamHistoryReply:
         req = protocol.ParamHistory(workflow_id=workflow_id, field_name=field_name, limit=limit)
         return self._expect(req, ParamHistoryReply)
+
+    def search(
+        self,
+        query: str,
+        *,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        handle: str | None = None,
+        context: int = 0,
+        limit: int = 20,
+        before: int | None = None,
+    ) -> SearchPage:
+        """Log lines matching `query` (words, "phrases", prefix*), newest first; pass the
+        page's `next_before` as `before` for the next page."""
+        req = protocol.Search(
+            query=query,
+            workflow_id=workflow_id,
+            status=status,  # type: ignore[arg-type]  # checked by the daemon
+            since=since,
+            until=until,
+            handle=handle,
+            context=context,
+            limit=limit,
+            before=before,
+        )
+        return self._expect(req, SearchPage)
 
     def stats(self, workflow_id: str | None = None, since: float | None = None) -> StatsReply:
         """Per-workflow outcomes and durations of the executions created since `since`."""

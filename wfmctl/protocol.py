@@ -219,6 +219,20 @@ class ParamHistory(Request, frozen=True, tag="param_history"):
     limit: Count = 10
 
 
+class Search(Request, frozen=True, tag="search"):
+    """Log lines that match `query`, newest first (see PROTOCOL.md for the syntax)."""
+
+    query: Annotated[str, Meta(max_length=1000)]
+    workflow_id: Name | None = None
+    status: Status | None = None
+    since: Seconds | None = None  # executions created at or after
+    until: Seconds | None = None  # executions created before
+    handle: Handle | None = None  # only this execution
+    context: Annotated[int, Meta(ge=0, le=100)] = 0  # lines before and after each match
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 20
+    before: int | None = None  # `next_before` of the previous page
+
+
 class Stats(Request, frozen=True, tag="stats"):
     """Per-workflow outcomes and durations of the executions created since `since`."""
 
@@ -249,6 +263,7 @@ RequestType = (
     | History
     | GetParams
     | ParamHistory
+    | Search
     | Stats
     | ImportHistory
     | Shutdown
@@ -283,6 +298,7 @@ class Pong(Response, frozen=True, tag="pong"):
     storage_ok: bool = True
     storage_error: str | None = None
     containment: str | None = None
+    search_backlog: int | None = None  # log rows not searchable yet; None: indexing is off
 
 
 class WorkflowList(Response, frozen=True, tag="workflow_list"):
@@ -332,6 +348,20 @@ class ParamsReply(Response, frozen=True, tag="params"):
 class ParamHistoryReply(Response, frozen=True, tag="param_history"):
     workflow_id: str
     values: dict[str, list[str]]  # field name -> distinct recent values, newest first
+
+
+class SearchHit(Message, frozen=True):
+    handle: str
+    workflow_id: str
+    entry: LogEntry  # the matching line
+    before: list[LogEntry] = []  # up to `context` lines before it, in order
+    after: list[LogEntry] = []  # ... and after it
+
+
+class SearchPage(Response, frozen=True, tag="search_page"):
+    hits: list[SearchHit]  # newest first
+    next_before: int | None = None  # pass as `before` for more; None: no more matches
+    backlog: int = 0  # log rows not searchable yet (the indexer is behind by this many)
 
 
 class WorkflowStats(Message, frozen=True):
@@ -389,6 +419,7 @@ ResponseType = (
     | HistoryPage
     | ParamsReply
     | ParamHistoryReply
+    | SearchPage
     | StatsReply
     | ImportReport
     | Stopping

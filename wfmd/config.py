@@ -47,6 +47,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     heartbeat_interval: float = 5.0
     # Seconds between checks for executions left Running without a supervisor.
     recovery_interval: float = 60.0
+    # Index log lines for `wfmctl search`, in the background (false: rows wait, unindexed).
+    search_index: bool = True
     log_level: str = "INFO"
 
     def check(self) -> None:

@@ -25,6 +25,7 @@ from wfmd.api.dispatch import Dispatcher
 from wfmd.api.server import Server, adopt_listener, socket_name
 from wfmd.config import Config
 from wfmd.housekeeping import recovery
+from wfmd.housekeeping.indexer import SearchIndexer
 from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
@@ -228,7 +229,10 @@ async def _serve(
         storage_hold_timeout=config.storage_hold_timeout,
     )
     socket_path = config.socket if inherited is None else socket_name(inherited)
-    services = Services(store, writer, supervisor, catalog, socket_path, __version__, database_file)
+    indexer = SearchIndexer(store, writer.pipes.holding_back) if config.search_index else None
+    services = Services(
+        store, writer, supervisor, catalog, socket_path, __version__, database_file, indexer
+    )
     server = Server(config.socket, Dispatcher(services, request_stop), __version__, inherited)
     scheduler = Scheduler(
         store,
@@ -250,6 +254,8 @@ async def _serve(
         await root.start(run_writer)
         await root.start(supervisor.run)
         await root.start(scheduler.run)
+        if indexer is not None:
+            await root.start(indexer.run)
         server_scope = trio.CancelScope()
 
         async def run_server(*, task_status: trio.TaskStatus[None]) -> None:

@@ -299,6 +299,29 @@ def cmd_service(client: Client | None, args: Args, view: View) -> int:
     return service.main(args, view.json, view.out)
 
 
+def cmd_search(client: Client, args: Args, view: View) -> int:
+    page = client.search(
+        args.query,
+        workflow_id=args.workflow,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+        handle=args.handle,
+        context=min(args.context, 100),
+        limit=min(args.limit, 1000),
+        before=args.before,
+    )
+    if view.json:
+        view.doc(page)
+        return EXIT_OK
+    view.lines(render.search_hits(page, context=args.context > 0))
+    if page.backlog:
+        view.note(f"(the newest {page.backlog:,} log rows are not indexed yet)")
+    if page.next_before is not None:
+        view.note(f"(more: repeat with --before {page.next_before})")
+    return EXIT_OK
+
+
 def cmd_stats(client: Client, args: Args, view: View) -> int:
     reply = client.stats(workflow_id=args.workflow, since=args.since)
     view.show(reply, lambda: render.stats_table(reply))
@@ -345,6 +368,7 @@ COMMANDS: dict[str, Command] = {
     "mcp": cmd_mcp,
     "shutdown": cmd_shutdown,
     "service": cmd_service,
+    "search": cmd_search,
     "stats": cmd_stats,
     "import": cmd_import,
 }

@@ -259,6 +259,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("params", "show the parameters an execution was given")
     p.add_argument("handle", metavar="HANDLE")
 
+    p = add(
+        "search",
+        'find log lines: words (all in one line), "a phrase", prefix*; case and accents ignored',
+    )
+    p.add_argument("query", metavar="QUERY", help='e.g. timeout, "disk full", conn*')
+    p.add_argument("--workflow", metavar="ID", help="only this workflow's executions")
+    p.add_argument(
+        "--status",
+        metavar="S",
+        type=_arg_type(parse_status, "status"),
+        help="only executions with this status",
+    )
+    p.add_argument(
+        "--since", metavar="T", type=_arg_type(parse_time, "time"), help="created at/after"
+    )
+    p.add_argument(
+        "--until", metavar="T", type=_arg_type(parse_time, "time"), help="created before"
+    )
+    p.add_argument("--handle", metavar="HANDLE", help="only this execution")
+    p.add_argument(
+        "-C", "--context", metavar="N", type=_count(0), default=0, help="N lines around each"
+    )
+    p.add_argument("--limit", metavar="N", type=_count(1), default=20, help="at most N (20)")
+    p.add_argument("--before", metavar="CURSOR", type=int, help="continue a previous search")
+
     p = add("stats", "per workflow: runs, outcomes, success rate, durations, last failure")
     p.add_argument("--workflow", metavar="ID", help="only this workflow")
     p.add_argument(

@@ -18,6 +18,7 @@ from wfmctl.protocol import (
     LogEntry,
     ParamsReply,
     Pong,
+    SearchPage,
     StatsReply,
     Workflow,
     WorkflowList,
@@ -356,9 +357,35 @@ def pong_detail(pong: Pong, protocol_version: int | None = None) -> str:
     ]
     if pong.containment is not None:  # absent from daemons older than the field
         rows.append(("containment", pong.containment))
+    if pong.search_backlog is not None:
+        behind = pong.search_backlog
+        rows.append(("search index", f"{behind:,} rows behind" if behind else "up to date"))
     if protocol_version is not None:
         rows.append(("protocol", protocol_version))
     return key_values(rows)
+
+
+# --------------------------------------------------------------------------- search
+
+
+def search_hits(page: SearchPage, *, context: bool) -> list[str]:
+    """One line per match (`HANDLE WORKFLOW TIME #SEQ line`); with context, a block per
+    match: its header, then the lines around it with the match marked by `>`."""
+    if not page.hits:
+        return ["no matches"]
+    out: list[str] = []
+    for hit in page.hits:
+        head = f"{hit.handle[:8]}  {hit.workflow_id}  {format_time(hit.entry.ts)}"
+        if not context:
+            out.append(f"{head}  #{hit.entry.seq}  {render_entry(hit.entry)}")
+            continue
+        if out:
+            out.append("--")
+        out.append(head)
+        for entry in (*hit.before, hit.entry, *hit.after):
+            mark = ">" if entry.seq == hit.entry.seq else " "
+            out.append(f"{mark} {entry.seq:>6}  {render_entry(entry)}")
+    return out
 
 
 # --------------------------------------------------------------------------- stats

@@ -22,6 +22,7 @@ async def ping(s: Services) -> Pong:
         storage_ok=error is None,
         storage_error=error,
         containment=containment.mode(),
+        search_backlog=None if s.indexer is None else s.indexer.backlog,
     )
 
 

@@ -19,11 +19,12 @@ from wfmctl.protocol import (
     Ping,
     RequestType,
     Run,
+    Search,
     Shutdown,
     Stats,
     Wait,
 )
-from wfmd.api import admin, executions, imports, logs, workflows
+from wfmd.api import admin, executions, imports, logs, search, workflows
 from wfmd.api.context import Services
 from wfmd.api.server import Send, shorten
 from wfmd.errors import Refused
@@ -62,6 +63,8 @@ class Dispatcher:
                     await send(await logs.page(s, request))
                 case Follow():
                     await logs.follow(s, request, send)
+                case Search():
+                    await send(await search.find(s, request))
                 case Stats():
                     await send(await workflows.workflow_stats(s, request))
                 case ImportHistory():

@@ -73,7 +73,7 @@ def split_lines(data: bytes) -> list[bytes]:
     return lines
 
 
-def _as_bytes(data: object) -> bytes:
+def as_bytes(data: object) -> bytes:
     """A row's data as bytes: wfmd stores a BLOB, but a row written by hand (`sqlite3`, the
     database is a product surface) may hold TEXT, a number or NULL."""
     if isinstance(data, bytes):
@@ -83,7 +83,7 @@ def _as_bytes(data: object) -> bytes:
     return str(data).encode("utf-8", "replace")
 
 
-def _entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
+def row_entries(row: Sequence[Any]) -> list[LogEntry]:
     """A row's entries. Never fails on what the row holds: an event whose fields cannot be
     decoded or served (rows stored before events were bounded: 1e400, an integer beyond 64
     bits, deep nesting) is served as the raw stderr line it was printed as."""
@@ -94,7 +94,7 @@ def _entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
     if event is not None and event not in EVENT_TYPES:
         event = None  # not wfmd's (a row written by hand): served as raw output
     out = []
-    for offset, raw in enumerate(split_lines(_as_bytes(data))):
+    for offset, raw in enumerate(split_lines(as_bytes(data))):
         kind, fields = "raw_output", None
         if event is not None and raw.startswith(EVENT_MARKER):
             fields = event_fields(raw[len(EVENT_MARKER) :].rstrip(b"\r"))
@@ -114,7 +114,7 @@ def _entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
     return out
 
 
-_SELECT = "SELECT id, stream, ts, lines, event, data FROM execution_logs"
+SELECT = "SELECT id, stream, ts, lines, event, data FROM execution_logs"
 
 
 def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int) -> list[LogEntry]:
@@ -127,8 +127,8 @@ def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int)
     ).get
     out: list[LogEntry] = []
     size = 0
-    for row in conn.execute(f"{_SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (start or lo, hi)):
-        for entry in _entries(row, execution_id):
+    for row in conn.execute(f"{SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (start or lo, hi)):
+        for entry in row_entries(row):
             if entry.seq <= after:
                 continue
             size += _wire_size(entry.line)
@@ -143,14 +143,14 @@ def read_tail(conn: apsw.Connection, execution_id: int, count: int) -> list[LogE
     lo, hi = key_range(execution_id)
     rows = []
     lines = 0
-    for row in conn.execute(f"{_SELECT} WHERE id BETWEEN ? AND ? ORDER BY id DESC", (lo, hi)):
+    for row in conn.execute(f"{SELECT} WHERE id BETWEEN ? AND ? ORDER BY id DESC", (lo, hi)):
         rows.append(row)
         lines += row[3]
         if lines >= count:
             break
     entries: list[LogEntry] = []
     for row in reversed(rows):
-        entries.extend(_entries(row, execution_id))
+        entries.extend(row_entries(row))
     out: list[LogEntry] = []
     size = 0
     for entry in reversed(entries[-count:] if count else []):

@@ -1,0 +1,64 @@
+"""The search indexer: makes committed log rows searchable, in the background.
+
+Inserting a log row only queues its key (a trigger, in the same transaction); this task
+indexes queued rows in small batches on the writer's thread. It gives way to ingestion:
+while a workflow's output is held back because the writer is behind, it waits, and each
+batch is small enough that a log line never waits long behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from wfmd.store import StorageError, Store, search
+
+log = logging.getLogger(__name__)
+
+# Text per batch: one batch holds the writer for roughly 10 ms (bench_ingest), so a log
+# line's commit waits at most that long behind the indexer.
+BATCH_BYTES = 512 * 1024
+
+# How long the indexer waits before looking again when there is nothing to index, or while
+# ingestion is held back: the lag a search sees on a quiet daemon.
+IDLE_POLL = 0.2
+
+# Seconds between counts of the backlog while indexing (the count reads up to 100,000 keys).
+BACKLOG_REFRESH = 1.0
+
+# After a storage error (full disk), the indexer tries again this much later.
+RETRY_DELAY = 5.0
+
+
+class SearchIndexer:
+    def __init__(self, store: Store, held_back: Callable[[], bool]) -> None:
+        self._store = store
+        self._held_back = held_back
+        self.backlog = 0  # rows not yet searchable, as last counted (capped)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Index until cancelled.
+
+        Cancellation: a batch that has started commits (or rolls back) whole; its rows stay
+        queued until indexed, so nothing is lost.
+        """
+        self.backlog = await self._store.read(search.backlog)
+        task_status.started()
+        counted_at = trio.current_time()
+        while True:
+            if self._held_back():
+                await trio.sleep(IDLE_POLL)
+                continue
+            try:
+                done = await self._store.call(search.index_batch, BATCH_BYTES)
+                if trio.current_time() - counted_at >= BACKLOG_REFRESH or not done:
+                    self.backlog = await self._store.read(search.backlog) if done else 0
+                    counted_at = trio.current_time()
+            except StorageError as exc:
+                log.error("search indexing failed, will retry: %s", exc.detail)
+                await trio.sleep(RETRY_DELAY)
+                continue
+            if not done:
+                await trio.sleep(IDLE_POLL)

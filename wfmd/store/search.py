@@ -1,0 +1,150 @@
+"""Full-text search over the logs: indexing queued rows, and finding matching lines.
+
+Indexing (on the writer's thread, in small batches: see housekeeping/indexer.py) takes keys
+from `log_search_queue`, which a trigger fills as rows are inserted, and records each row's
+words in `log_search` (schema/0007_search.sql).
+
+A search walks the index's candidate rows newest first (row keys follow executions, then
+sequence numbers), checks each line against the terms, and stops at the page's size or after
+MAX_CANDIDATE_ROWS rows, whichever comes first; the cursor it returns continues from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import apsw
+
+from wfmctl.protocol import LogEntry
+from wfmd.events import EVENT_MARKER, event_fields
+from wfmd.store import logs
+from wfmd.store.database import transaction
+from wfmd.store.search_terms import Terms
+
+# Candidate rows one search request looks at before it returns what it found with a cursor:
+# bounds a request's time whatever the query (a word in every row, filters that exclude most).
+MAX_CANDIDATE_ROWS = 2_000
+
+# The backlog is counted up to this many rows: beyond, "more than" is all anyone needs.
+BACKLOG_COUNT_CAP = 100_000
+
+
+def searchable_text(event: str | None, data: bytes) -> str:
+    """A row's text as it is indexed and matched: raw lines as printed; an event as its type
+    and the values of its fields (not the JSON's keys, which every event repeats)."""
+    text = data.decode("utf-8", "replace")
+    if event is None:
+        return text
+    return "\n".join(_event_text(event, line) for line in text.split("\n") if line)
+
+
+def _event_text(event: str, line: str) -> str:
+    fields = event_fields(line.encode()[len(EVENT_MARKER) :]) if line.startswith("__WF_") else None
+    if fields is None:
+        return line
+    values = [event] + [str(v) for k, v in fields.items() if k != "type" and v is not None]
+    return " ".join(values)
+
+
+def index_batch(conn: apsw.Connection, max_bytes: int) -> int:
+    """Index queued rows, oldest key first, up to about `max_bytes` of text, in one
+    transaction. Returns how many rows it indexed."""
+    done = 0
+    size = 0
+    with transaction(conn):
+        queued = conn.execute(
+            "SELECT q.key, l.event, l.data FROM log_search_queue AS q"
+            " JOIN execution_logs AS l ON l.id = q.key ORDER BY q.key"
+        )
+        keys = []
+        for key, event, data in queued:
+            text = searchable_text(event, logs.as_bytes(data))
+            conn.execute("INSERT INTO log_search (rowid, text) VALUES (?, ?)", (key, text))
+            keys.append((key,))
+            done += 1
+            size += len(text)
+            if size >= max_bytes:
+                break
+        conn.executemany("DELETE FROM log_search_queue WHERE key = ?", keys)
+    return done
+
+
+def backlog(conn: apsw.Connection) -> int:
+    """Rows not indexed yet, counted up to BACKLOG_COUNT_CAP."""
+    value = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM log_search_queue LIMIT ?)", (BACKLOG_COUNT_CAP,)
+    ).get
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which lines a search looks at. Positions are `execution_id << 32 | seq`."""
+
+    lowest: int  # the first position in scope
+    before: int  # positions below this one
+    workflow_id: str | None = None
+    status: str | None = None
+
+
+@dataclass(slots=True)
+class Hit:
+    execution_id: int
+    entry: LogEntry
+
+
+@dataclass(slots=True)
+class Found:
+    hits: list[Hit] = field(default_factory=list)
+    next_before: int | None = None  # pass as `before` to go on; None: nothing more
+    candidate_rows: int = 0
+
+
+def search(conn: apsw.Connection, terms: Terms, scope: Scope, limit: int) -> Found:
+    """Matching lines, newest first, at most `limit`."""
+    found = Found()
+    executions: dict[int, bool] = {}  # execution id -> within the workflow/status filters
+    candidates = conn.execute(
+        "SELECT rowid FROM log_search WHERE log_search MATCH ? AND rowid BETWEEN ? AND ?"
+        " ORDER BY rowid DESC",
+        (terms.fts_query(), scope.lowest, scope.before - 1),
+    )
+    for (key,) in candidates:
+        found.candidate_rows += 1
+        if found.candidate_rows > MAX_CANDIDATE_ROWS:  # go on from this row's last line
+            lines = conn.execute("SELECT lines FROM execution_logs WHERE id = ?", (key,)).get
+            found.next_before = min(scope.before, key + int(lines or 1))
+            break
+        eid, _first = logs.split_key(key)
+        wanted = executions.get(eid)
+        if wanted is None:
+            wanted = executions[eid] = _in_filters(conn, eid, scope)
+        if not wanted:
+            continue
+        row = conn.execute(f"{logs.SELECT} WHERE id = ?", (key,)).get
+        if row is None:  # deleted since the index said so
+            continue
+        for entry in reversed(logs.row_entries(row)):
+            position = logs.row_key(eid, entry.seq)
+            if position >= scope.before:
+                continue
+            text = searchable_text(row[4], entry.line.encode()) if row[4] else entry.line
+            if terms.matches(text):
+                found.hits.append(Hit(eid, entry))
+                if len(found.hits) >= limit:
+                    found.next_before = position
+                    return found
+    return found
+
+
+def _in_filters(conn: apsw.Connection, execution_id: int, scope: Scope) -> bool:
+    if scope.workflow_id is None and scope.status is None:
+        return True
+    row: Any = conn.execute(
+        "SELECT workflow_id, status FROM executions WHERE id = ?", (execution_id,)
+    ).get
+    if row is None:
+        return False
+    workflow_id, status = row
+    return (scope.workflow_id in (None, workflow_id)) and (scope.status in (None, status))
