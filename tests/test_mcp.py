@@ -40,6 +40,7 @@ TOOLS = {
     "get_execution_params",
     "get_workflow_history",
     "wait_for_workflow",
+    "search_logs",
 }
 FINISHED = {"Completed", "Failed", "Cancelled"}
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$")
@@ -287,6 +288,31 @@ def test_params_and_history(mcp: McpClient) -> None:
     assert completed["total"] == 3
     bad = mcp.error("list_execution_history", since="last tuesday")
     assert "2h" in bad and "2026-11-26" in bad
+
+
+def test_search_logs(mcp: McpClient) -> None:
+    handles = [
+        run_to_end(mcp, "echo_params", message=f"quokka sighting {n}", count=1)["handle_id"]
+        for n in (1, 2)
+    ]
+    deadline = time.monotonic() + 10
+    while {m["handle_id"] for m in mcp.ok("search_logs", query="quokka")["matches"]} != set(
+        handles
+    ):  # the index follows new rows in the background
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    found = mcp.ok("search_logs", query="quokka", limit=1, context=1)
+    (match,) = found["matches"]
+    assert match["handle_id"] == handles[1] and match["workflow_id"] == "echo_params"
+    assert match["entry"]["type"] == "raw_output"
+    assert "quokka sighting 2" in match["entry"]["line"]  # echo_params also prints its argv
+    assert found["next_cursor"] is not None and "cursor=" in found["hint"]
+    rest = mcp.ok("search_logs", query='"quokka sighting"', cursor=found["next_cursor"])
+    assert [m["handle_id"] for m in rest["matches"]] == [handles[1], handles[0], handles[0]]
+    assert rest["next_cursor"] is None
+    one = mcp.ok("search_logs", query="quokka", handle_id=handles[0][:8])
+    assert {m["handle_id"] for m in one["matches"]} == {handles[0]}
+    assert "nothing to search for" in mcp.error("search_logs", query="!!!")
 
 
 def test_execute_with_numbers_and_booleans(mcp: McpClient) -> None:

@@ -354,6 +354,7 @@ class SearchHit(Message, frozen=True):
     handle: str
     workflow_id: str
     entry: LogEntry  # the matching line
+    position: int  # pass as `before` to continue after this match
     before: list[LogEntry] = []  # up to `context` lines before it, in order
     after: list[LogEntry] = []  # ... and after it
 

@@ -6,8 +6,8 @@ structured content (described by the tool's output schema) and as text, within t
 bound (`results.Limits`). Failures are tool errors (`isError`) whose text tells the model
 what to do next (`errors`); only a bug in a tool reaches the SDK's own handler.
 
-The tools live by what they read: one execution (`executions`), or across executions and
-workflows (`history`); `toolkit` holds what they share.
+The tools live by what they read: one execution (`executions`), across executions and
+workflows (`history`), or every log (`search`); `toolkit` holds what they share.
 """
 
 import inspect
@@ -23,6 +23,7 @@ from wfmctl.mcp.bridge import Bridge
 from wfmctl.mcp.executions import ExecutionTools
 from wfmctl.mcp.history import HistoryTools
 from wfmctl.mcp.results import Limits
+from wfmctl.mcp.search import SearchTools
 
 SERVER_NAME = "workflow_manager"
 
@@ -32,11 +33,12 @@ local daemon, wfmd, and keeps every execution's status, parameters and full log 
 Find workflows with list_workflows, start one with execute_workflow, then follow it with
 get_workflow_status, get_workflow_logs or wait_for_workflow. Every execution stays
 readable by its handle_id (or a unique prefix of it), also long after it ended and across
-daemon restarts: list_execution_history finds past ones. Results are bounded in size;
+daemon restarts: list_execution_history finds past ones, search_logs finds the lines
+that mention something. Results are bounded in size;
 a result cut short says how to get the rest."""
 
 
-class Tools(ExecutionTools, HistoryTools):
+class Tools(ExecutionTools, HistoryTools, SearchTools):
     """Every tool, over one bridge to wfmd and one output bound."""
 
 
@@ -59,6 +61,7 @@ TOOLS: tuple[tuple[str, ToolAnnotations], ...] = (
     ("get_execution_params", READ_ONLY),
     ("get_workflow_history", READ_ONLY),
     ("wait_for_workflow", READ_ONLY),
+    ("search_logs", READ_ONLY),
 )
 
 

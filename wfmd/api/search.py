@@ -33,7 +33,8 @@ async def find(s: Services, request: Search) -> SearchPage:
             )
             before = [e for e in around if e.seq < hit.entry.seq]
             after = [e for e in around if e.seq > hit.entry.seq]
-        hits.append(SearchHit(handle, workflow_id, hit.entry, before, after))
+        position = logs.row_key(hit.execution_id, hit.entry.seq)
+        hits.append(SearchHit(handle, workflow_id, hit.entry, position, before, after))
     return SearchPage(hits=hits, next_before=found.next_before, backlog=_backlog(s))
 
 
