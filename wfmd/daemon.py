@@ -229,7 +229,11 @@ async def _serve(
         storage_hold_timeout=config.storage_hold_timeout,
     )
     socket_path = config.socket if inherited is None else socket_name(inherited)
-    indexer = SearchIndexer(store, writer.pipes.holding_back) if config.search_index else None
+    indexer = (
+        SearchIndexer(store, writer.pipes.holding_back, lambda: writer.rows_committed)
+        if config.search_index
+        else None
+    )
     services = Services(
         store, writer, supervisor, catalog, socket_path, __version__, database_file, indexer
     )

@@ -7,8 +7,10 @@ For each child (one writing 64 KiB blocks, one calling write() once per line) it
 in the same run: the child piped into `cat > file` (the raw pipe copy, our baseline), and
 wfmd running it as a workflow until its ending is committed, which happens only after every
 line is. It then reports lines/s, the ratio to the baseline, the database growth against the
-raw text size, the daemon's peak RSS, and whether every line is addressable by seq.
-Exits 1 if a bar is missed (full mode only).
+raw text size once the search index has caught up, the daemon's peak RSS, and whether every
+line is addressable by seq. Then the 64 KiB case again, alternating with search indexing on
+and off (`search_index = false`): the rate with it on against off, and how long the indexer
+takes to catch up once the child has ended. Exits 1 if a bar is missed (full mode only).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,9 @@ LINE_BYTES = 80  # "~80 bytes" per line, newline included
 BARS = {"chunked": 1_200_000, "per_line": 900_000}
 MAX_DB_RATIO = 1.15
 MAX_RSS_MB = 100
+MIN_INDEXING_SHARE = 0.9  # ingestion rate with search indexing on / off (medians)
+MAX_INDEX_CATCHUP_S = 5.0  # from the last line committed to every line searchable
+INDEXING_ROUNDS = 3  # on/off pairs (full mode; one in --quick)
 
 C_CHILD = r"""
 #include <stdio.h>
@@ -134,13 +140,16 @@ class Result:
     db_bytes: int
     rss_peak_mb: float
     addressable: bool
+    index_catchup: float  # seconds from the run's end until every line is searchable
 
 
-def start_daemon(root: Path, workflows: Path) -> subprocess.Popen[bytes]:
+def start_daemon(
+    root: Path, workflows: Path, *, search_index: bool = True
+) -> subprocess.Popen[bytes]:
     wfmd = str(Path(sys.executable).parent / "wfmd")
     sock = root / "wfmd.sock"
-    env = dict(os.environ, WFM_CONFIG=str(root / "none.toml"))
-    (root / "none.toml").touch()
+    env = dict(os.environ, WFM_CONFIG=str(root / "config.toml"))
+    (root / "config.toml").write_text("" if search_index else "search_index = false\n")
     proc = subprocess.Popen(
         [
             wfmd,
@@ -224,7 +233,17 @@ def db_size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.glob("wfm.db*") if not p.name.endswith(".lock"))
 
 
-def measure(child: list[str], mode: str, count: int, work: Path) -> Result:
+def wait_indexed(client: Client) -> float:
+    """Seconds until the daemon's search backlog is empty (0 with indexing off)."""
+    began = time.perf_counter()
+    while client.ping().search_backlog:
+        time.sleep(0.01)
+    return time.perf_counter() - began
+
+
+def measure(
+    child: list[str], mode: str, count: int, work: Path, *, search_index: bool = True
+) -> Result:
     base = baseline(child, mode, count, work)
     root = Path(tempfile.mkdtemp(dir=work))
     workflows = root / "workflows"
@@ -232,11 +251,12 @@ def measure(child: list[str], mode: str, count: int, work: Path) -> Result:
     script = workflows / "bench_lines"
     script.write_text(WORKFLOW.format(python=sys.executable, child=child))
     script.chmod(0o755)
-    daemon = start_daemon(root, workflows)
+    daemon = start_daemon(root, workflows, search_index=search_index)
     try:
         with Client(root / "wfmd.sock", timeout=600) as client:
             # Warm-up: the daemon's first run pays one-off costs (imports, page cache).
             client.wait(client.run("bench_lines", {"mode": mode, "count": 1000}).handle)
+            wait_indexed(client)
             db_before = db_size(root)
             start = time.perf_counter()
             handle = client.run("bench_lines", {"mode": mode, "count": count}).handle
@@ -244,6 +264,7 @@ def measure(child: list[str], mode: str, count: int, work: Path) -> Result:
             seconds = time.perf_counter() - start
             assert done.status == "Completed", done
             assert done.log_count == count, (done.log_count, count)
+            catchup = wait_indexed(client)
             addressable = True
             for seq in [0, count - 1, *random.sample(range(count), 50)]:
                 page = client.logs(handle, after=seq - 1, limit=1)
@@ -253,7 +274,34 @@ def measure(child: list[str], mode: str, count: int, work: Path) -> Result:
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
-    return Result(mode, seconds, base, db_size(root) - db_before, rss, addressable)
+    return Result(mode, seconds, base, db_size(root) - db_before, rss, addressable, catchup)
+
+
+def indexing_share(child: list[str], count: int, work: Path, rounds: int) -> list[str]:
+    """The 64 KiB case with search indexing on and off, alternating; prints the figures and
+    returns the bars missed."""
+    on: list[float] = []
+    off: list[float] = []
+    catchups: list[float] = []
+    for _ in range(rounds):
+        r = measure(child, "chunked", count, work, search_index=True)
+        on.append(count / r.seconds)
+        catchups.append(r.index_catchup)
+        off.append(count / measure(child, "chunked", count, work, search_index=False).seconds)
+    share = statistics.median(on) / statistics.median(off)
+    worst = max(catchups)
+    print(
+        f"search indexing, {rounds} alternating pairs: on {statistics.median(on):,.0f} lines/s"
+        f" ({min(on):,.0f}-{max(on):,.0f}), off {statistics.median(off):,.0f}"
+        f" ({min(off):,.0f}-{max(off):,.0f}); on/off {share:.2f} (bar >= {MIN_INDEXING_SHARE});"
+        f" caught up {worst:.2f} s after the end at worst (bar <= {MAX_INDEX_CATCHUP_S:g} s)"
+    )
+    missed = []
+    if share < MIN_INDEXING_SHARE:
+        missed.append(f"ingestion with indexing {share:.2f}x of without")
+    if worst > MAX_INDEX_CATCHUP_S:
+        missed.append(f"index caught up {worst:.1f} s after the end")
+    return missed
 
 
 def main() -> int:
@@ -269,7 +317,7 @@ def main() -> int:
         print(f"child: {' '.join(child)}; {count:,} lines of {LINE_BYTES} bytes per case")
         header = (
             f"{'case':<9} {'wfmd lines/s':>13} {'pipe->cat lines/s':>18} {'ratio':>6} "
-            f"{'bar':>10} {'db/raw':>7} {'peak RSS':>9} {'seq ok':>6}"
+            f"{'bar':>10} {'db/raw':>7} {'peak RSS':>9} {'seq ok':>6} {'indexed in':>10}"
         )
         print(header)
         for mode in ("chunked", "per_line"):
@@ -280,6 +328,7 @@ def main() -> int:
             print(
                 f"{mode:<9} {rate:>13,.0f} {base_rate:>18,.0f} {rate / base_rate:>6.2f} "
                 f"{BARS[mode]:>10,} {ratio:>7.3f} {r.rss_peak_mb:>7.1f}MB {r.addressable!s:>6}"
+                f" {r.index_catchup:>9.2f}s"
             )
             if rate < BARS[mode]:
                 failed.append(f"{mode}: {rate:,.0f} lines/s < {BARS[mode]:,}")
@@ -289,6 +338,9 @@ def main() -> int:
                 failed.append(f"{mode}: peak RSS {r.rss_peak_mb:.0f} MB > {MAX_RSS_MB}")
             if not r.addressable:
                 failed.append(f"{mode}: lines not addressable by seq")
+            if r.index_catchup > MAX_INDEX_CATCHUP_S:
+                failed.append(f"{mode}: indexed {r.index_catchup:.1f} s after its end")
+        failed += indexing_share(child, count, work, 1 if args.quick else INDEXING_ROUNDS)
         warmup, runs = (20, 100) if args.quick else (100, 1000)
         before, after = rss_growth(work, warmup, runs)
         print(

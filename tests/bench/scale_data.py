@@ -46,15 +46,17 @@ from pathlib import Path
 from typing import Any
 
 from wfmd.events import event_type
+from wfmd.store import search
 from wfmd.store.database import PAGE_SIZE, close_database, load_migrations, open_database
 from wfmd.store.logs import SEQ_BITS
 
 # Bump whenever the generated data changes, so that cached databases are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the search index is built too
 
 FULL_EXECUTIONS = 1_000_000
 FULL_LOG_LINES = 100_000_000
 FULL_BIG_EXECUTION_LINES = 10_000_000
+INDEX_BATCH_BYTES = 64 * 1024 * 1024  # per transaction while building the search index
 WORKFLOWS = 50  # not scaled: a user has tens of workflows whatever the size of history
 SPAN_DAYS = 730  # two years of history
 
@@ -547,6 +549,14 @@ def generate(params: Parameters, out: Path, *, progress: bool = True) -> Facts:
     if progress:
         print(file=sys.stderr)
     _verify(conn, params)
+    # Searchable, as a daemon's history is once its indexer has caught up: a daemon started
+    # on it must not spend the measurements indexing.
+    while search.index_batch(conn, INDEX_BATCH_BYTES):
+        if progress:
+            left = search.backlog(conn)
+            print(f"\r  indexing for search: {left:,} rows to go   ", end="", file=sys.stderr)
+    if progress:
+        print(file=sys.stderr)
     conn.pragma("locking_mode", "normal")
     conn.pragma("journal_mode", "wal")
     close_database(conn)

@@ -25,18 +25,44 @@ BATCH_BYTES = 512 * 1024
 # ingestion is held back: the lag a search sees on a quiet daemon.
 IDLE_POLL = 0.2
 
-# Seconds between counts of the backlog while indexing (the count reads up to 100,000 keys).
+# Seconds between counts of the backlog while indexing (the count reads up to 100,000 keys);
+# in between, it is kept up to date from the rows committed and indexed.
 BACKLOG_REFRESH = 1.0
+
+# With nothing queued and nothing committed since, the queue is looked at only this often:
+# rows can also come from elsewhere (an import, a daemon stopped before indexing them).
+IDLE_RECOUNT = 5.0
 
 # After a storage error (full disk), the indexer tries again this much later.
 RETRY_DELAY = 5.0
 
 
 class SearchIndexer:
-    def __init__(self, store: Store, held_back: Callable[[], bool]) -> None:
+    """`held_back()`: whether ingestion waits for the writer; `committed()`: log rows the
+    committer has committed so far (each of which the queue gains)."""
+
+    def __init__(
+        self, store: Store, held_back: Callable[[], bool], committed: Callable[[], int]
+    ) -> None:
         self._store = store
         self._held_back = held_back
-        self.backlog = 0  # rows not yet searchable, as last counted (capped)
+        self._committed = committed
+        self._counted = 0  # the queue's length at the last count (capped)
+        self._committed_at_count = 0
+        self._indexed_since_count = 0
+
+    @property
+    def backlog(self) -> int:
+        """Rows not searchable yet: the last count, plus rows committed since, minus rows
+        indexed since (rows that other writers queue show up at the next count)."""
+        inflow = self._committed() - self._committed_at_count
+        return max(0, self._counted + inflow - self._indexed_since_count)
+
+    async def _count(self) -> None:
+        committed = self._committed()
+        self._counted = await self._store.read(search.backlog)
+        self._committed_at_count = committed
+        self._indexed_since_count = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Index until cancelled.
@@ -44,17 +70,19 @@ class SearchIndexer:
         Cancellation: a batch that has started commits (or rolls back) whole; its rows stay
         queued until indexed, so nothing is lost.
         """
-        self.backlog = await self._store.read(search.backlog)
+        await self._count()
         task_status.started()
         counted_at = trio.current_time()
         while True:
-            if self._held_back():
+            idle = self.backlog == 0 and trio.current_time() - counted_at < IDLE_RECOUNT
+            if self._held_back() or idle:
                 await trio.sleep(IDLE_POLL)
                 continue
             try:
                 done = await self._store.call(search.index_batch, BATCH_BYTES)
-                if trio.current_time() - counted_at >= BACKLOG_REFRESH or not done:
-                    self.backlog = await self._store.read(search.backlog) if done else 0
+                self._indexed_since_count += done
+                if not done or trio.current_time() - counted_at >= BACKLOG_REFRESH:
+                    await self._count()
                     counted_at = trio.current_time()
             except StorageError as exc:
                 log.error("search indexing failed, will retry: %s", exc.detail)

@@ -81,6 +81,7 @@ class LogWriter:
         self._closed = False
         self.storage_error: str | None = None
         self.storage_failing_since: float | None = None  # trio clock
+        self.rows_committed = 0  # log rows committed since start (the search backlog's inflow)
 
     # ----------------------------------------------------------------- used by the supervisor
 
@@ -273,6 +274,7 @@ class LogWriter:
     def _published(self, rows: Iterable[LogRow], finishes: list[_FinishRequest]) -> None:
         touched: set[int] = set()
         for row in rows:
+            self.rows_committed += 1
             eid, first_seq = split_key(row.key)
             if eid in self._committed:
                 self._committed[eid] = first_seq + row.lines
