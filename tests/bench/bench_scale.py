@@ -88,6 +88,10 @@ PARAM_HISTORY_P99_MS = 10.0
 STATS_30D_MS = 100.0  # `stats --since 30d`, median round trip
 STATS_ALL_MS = 1000.0  # `stats` over the whole history
 STATS_ROUNDS = 5
+SEARCH_WORD_P99_MS = 50.0  # first page of a selective word, round trip
+SEARCH_PHRASE_P99_MS = 100.0
+SEARCH_FILTERED_P99_MS = 100.0  # a word with a workflow and a 30-day window
+SEARCH_INDEX_RATIO = 0.5  # the search index's pages against the raw text
 THROUGHPUT_MIN = 5_000  # status requests/s from 32 clients
 THROUGHPUT_P99_MS = 5.0
 THROUGHPUT_INGEST_P99_MS = 25.0  # the same while one workflow ingests at full speed
@@ -138,7 +142,17 @@ class Settings:
 FULL = Settings(1.0, 11, 2_000, 10.0, 10.0, 5, 10.0, 20, 1_000_000, 3, 200, 20.0)
 QUICK = Settings(0.002, 3, 150, 2.0, 2.0, 1, 2.0, 5, 50_000, 1, 20, 4.0)
 
-SECTIONS = ("startup", "queries", "memory", "throughput", "follow", "client", "peers", "many")
+SECTIONS = (
+    "startup",
+    "queries",
+    "search",
+    "memory",
+    "throughput",
+    "follow",
+    "client",
+    "peers",
+    "many",
+)
 
 TICKER = """#!{python} -IS
 import json, os, sys, time
@@ -629,6 +643,110 @@ def check_query_replies(c: Client, t: Targets) -> None:
         assert [e.seq for e in entries] == list(range(execution.log_count)), handle
         events += sum(e.type != "raw_output" and e.event is not None for e in entries)
     assert events, "no structured events in the sampled executions"
+
+
+# -------------------------------------------------------------------------------- search
+
+
+def search_terms(database: Path) -> tuple[str, str]:
+    """A selective word and a selective phrase, taken from the data: a hexadecimal key of a
+    DEBUG line, and the two words `key <hex>` side by side."""
+    import apsw  # the FTS5 options of the index need a newer SQLite than the system's
+
+    rng = random.Random(11)
+    with contextlib.closing(apsw.Connection(str(database), flags=apsw.SQLITE_OPEN_READONLY)) as db:
+        top = cast(int, db.execute("SELECT max(id) FROM execution_logs").get)
+        while True:
+            row = db.execute(
+                "SELECT data FROM execution_logs WHERE id >= ? AND event IS NULL LIMIT 1",
+                (rng.randrange(top),),
+            ).get
+            for line in cast(bytes, row or b"").split(b"\n"):
+                if b" key=" in line:
+                    word = line.split(b" key=")[1].split()[0].decode()
+                    return word, f'"key {word}"'
+
+
+def index_ratio(database: Path) -> tuple[int, int]:
+    """(bytes of the search index's pages, bytes of log text)."""
+    import apsw
+
+    with contextlib.closing(apsw.Connection(str(database), flags=apsw.SQLITE_OPEN_READONLY)) as db:
+        index = db.execute("SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'log_search%'").get
+        text = db.execute("SELECT sum(length(data)) FROM execution_logs").get
+    return cast(int, index), cast(int, text)
+
+
+def grep_count(database: Path, word: str, work: Path) -> tuple[float, int]:
+    """Seconds for `grep -c WORD` over every log line exported to a file; and its count."""
+    import apsw
+
+    text = work / "logs.txt"
+    with (
+        contextlib.closing(apsw.Connection(str(database), flags=apsw.SQLITE_OPEN_READONLY)) as db,
+        text.open("wb") as out,
+    ):
+        for (data,) in db.execute("SELECT data FROM execution_logs"):
+            out.write(data)
+    try:
+        began = time.perf_counter()
+        done = subprocess.run(["grep", "-c", word, str(text)], capture_output=True, check=False)
+        return time.perf_counter() - began, int(done.stdout or 0)
+    finally:
+        text.unlink()
+
+
+def bench_search(ctx: Context, daemon: Daemon) -> None:
+    r, t = ctx.report, ctx.targets
+    rounds = ctx.settings.query_rounds
+    r.section(f"search: first pages through the daemon, {rounds} each, interleaved")
+    word, phrase = search_terms(daemon.database)
+    day = 86_400.0
+    since = t.last_s - 30 * day
+    with Client(daemon.socket, timeout=60) as c:
+        cases: dict[str, tuple[Callable[[], Any], float]] = {
+            f"word ({word})": (lambda: c.search(word), SEARCH_WORD_P99_MS),
+            f"phrase ({phrase})": (lambda: c.search(phrase), SEARCH_PHRASE_P99_MS),
+            "word + workflow + 30 days (timed)": (
+                lambda: c.search("timed", workflow_id=t.workflows[0], since=since),
+                SEARCH_FILTERED_P99_MS,
+            ),
+        }
+        for fn, _bar in cases.values():  # warm-up; and each must find something
+            assert fn().hits
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, (fn, _bar) in cases.items():
+                began = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - began)
+    for name, values in samples.items():
+        bar = cases[name][1]
+        p99 = pct(values, 0.99)
+        r.add(
+            f"search {name}, p99",
+            ms(p99),
+            baseline=f"p50 {ms(statistics.median(values))} (round trip)",
+            bar=f"<= {bar:g} ms",
+            ok=p99 * 1000 <= bar,
+        )
+    index, text = index_ratio(daemon.database)
+    r.add(
+        "search index size",
+        f"{index / 1e6:,.0f} MB",
+        baseline=f"log text {text / 1e6:,.0f} MB",
+        ratio=f"{index / text:.2f}",
+        bar=f"<= {SEARCH_INDEX_RATIO}x",
+        ok=index <= SEARCH_INDEX_RATIO * text,
+    )
+    seconds, count = grep_count(daemon.database, word, ctx.work)
+    first = statistics.median(samples[f"word ({word})"])
+    r.add(
+        f"grep -c {word}, all log text in a file",
+        f"{seconds:.2f} s",
+        baseline=f"{count:,} lines; search's first page p50 {ms(first)}",
+        ratio=f"{seconds / first:.0f}",
+    )
 
 
 # -------------------------------------------------------------------------------- memory
@@ -1314,6 +1432,7 @@ def main() -> int:
             fresh_rss = daemon.rss_mb()
             for name, fn in (
                 ("queries", bench_queries),
+                ("search", bench_search),
                 ("memory", lambda c, d: bench_memory(c, d, fresh_rss)),
                 ("throughput", bench_throughput),
                 ("follow", bench_follow),

@@ -17,13 +17,8 @@ async def find(s: Services, request: Search) -> SearchPage:
     if scope is None:
         return SearchPage(hits=[], backlog=_backlog(s))
     found = await s.store.read(search.search, terms, scope, request.limit)
-    handles: dict[int, tuple[str, str]] = {}
     hits = []
     for hit in found.hits:
-        if hit.execution_id not in handles:
-            stored = await s.store.lookup(executions.get_by_id, hit.execution_id)
-            handles[hit.execution_id] = (stored.info.handle, stored.info.workflow_id)
-        handle, workflow_id = handles[hit.execution_id]
         before: list[LogEntry] = []
         after: list[LogEntry] = []
         if request.context:
@@ -34,7 +29,7 @@ async def find(s: Services, request: Search) -> SearchPage:
             before = [e for e in around if e.seq < hit.entry.seq]
             after = [e for e in around if e.seq > hit.entry.seq]
         position = logs.row_key(hit.execution_id, hit.entry.seq)
-        hits.append(SearchHit(handle, workflow_id, hit.entry, position, before, after))
+        hits.append(SearchHit(hit.handle, hit.workflow_id, hit.entry, position, before, after))
     return SearchPage(hits=hits, next_before=found.next_before, backlog=_backlog(s))
 
 

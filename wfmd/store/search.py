@@ -114,6 +114,8 @@ class Scope:
 @dataclass(slots=True)
 class Hit:
     execution_id: int
+    handle: str
+    workflow_id: str
     entry: LogEntry
 
 
@@ -127,7 +129,9 @@ class Found:
 def search(conn: apsw.Connection, terms: Terms, scope: Scope, limit: int) -> Found:
     """Matching lines, newest first, at most `limit`."""
     found = Found()
-    executions: dict[int, bool] = {}  # execution id -> within the workflow/status filters
+    needle = terms.needle()  # see _lines_to_check
+    # execution id -> (handle, workflow id), or None if outside the workflow/status filters
+    executions: dict[int, tuple[str, str] | None] = {}
     candidates = conn.execute(
         "SELECT rowid FROM log_search WHERE log_search MATCH ? AND rowid BETWEEN ? AND ?"
         " ORDER BY rowid DESC",
@@ -140,34 +144,62 @@ def search(conn: apsw.Connection, terms: Terms, scope: Scope, limit: int) -> Fou
             found.next_before = min(scope.before, key + int(lines or 1))
             break
         eid, _first = logs.split_key(key)
-        wanted = executions.get(eid)
+        if eid not in executions:
+            executions[eid] = _in_filters(conn, eid, scope)
+        wanted = executions[eid]
         if wanted is None:
-            wanted = executions[eid] = _in_filters(conn, eid, scope)
-        if not wanted:
             continue
         row = conn.execute(f"{logs.SELECT} WHERE id = ?", (key,)).get
         if row is None:  # deleted since the index said so
             continue
-        for entry in reversed(logs.row_entries(row)):
-            position = logs.row_key(eid, entry.seq)
+        event = row[4]
+        data = logs.as_bytes(row[5])
+        lines = logs.split_lines(data)
+        entries: list[LogEntry] | None = None
+        for offset in reversed(_lines_to_check(data, lines, needle if event is None else None)):
+            position = key + offset
             if position >= scope.before:
                 continue
-            text = searchable_text(row[4], entry.line.encode()) if row[4] else entry.line
-            if terms.matches(text):
-                found.hits.append(Hit(eid, entry))
-                if len(found.hits) >= limit:
-                    found.next_before = position
-                    return found
+            raw = lines[offset]
+            text = searchable_text(event, raw) if event else raw.decode("utf-8", "replace")
+            if not terms.matches(text):
+                continue
+            entries = entries if entries is not None else logs.row_entries(row)
+            found.hits.append(Hit(eid, *wanted, entries[offset]))
+            if len(found.hits) >= limit:
+                found.next_before = position
+                return found
     return found
 
 
-def _in_filters(conn: apsw.Connection, execution_id: int, scope: Scope) -> bool:
-    if scope.workflow_id is None and scope.status is None:
-        return True
+def _lines_to_check(data: bytes, lines: list[bytes], needle: bytes | None) -> list[int]:
+    """Offsets of the lines that may match, ascending: in an ASCII row, those that contain
+    the needle (found in the whole row at once, then mapped to lines); else every line.
+    Not for events, whose JSON may spell a letter as an escape."""
+    if needle is None or not data.isascii():
+        return list(range(len(lines)))
+    hay = data.lower()
+    found: list[int] = []
+    line = 0
+    scanned = 0
+    at = hay.find(needle)
+    while at >= 0:
+        line += hay.count(b"\n", scanned, at)
+        scanned = at
+        if not found or found[-1] != line:
+            found.append(line)
+        at = hay.find(needle, at + 1)
+    return found
+
+
+def _in_filters(conn: apsw.Connection, execution_id: int, scope: Scope) -> tuple[str, str] | None:
+    """The execution's (handle, workflow id) if it is within the scope's filters."""
     row: Any = conn.execute(
-        "SELECT workflow_id, status FROM executions WHERE id = ?", (execution_id,)
+        "SELECT handle, workflow_id, status FROM executions WHERE id = ?", (execution_id,)
     ).get
     if row is None:
-        return False
-    workflow_id, status = row
-    return (scope.workflow_id in (None, workflow_id)) and (scope.status in (None, status))
+        return None
+    handle, workflow_id, status = row
+    if scope.workflow_id not in (None, workflow_id) or scope.status not in (None, status):
+        return None
+    return handle, workflow_id

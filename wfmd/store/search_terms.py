@@ -41,6 +41,13 @@ class Terms:
         parts += [_quoted(w) for phrase in self.phrases for w in phrase]
         return " AND ".join(parts)
 
+    def needle(self) -> bytes | None:
+        """The longest ASCII word a matching line must contain, lower case, as bytes: lines
+        without it need no tokenizing. None if no term is ASCII."""
+        words = [*self.words, *self.prefixes, *(w for p in self.phrases for w in p)]
+        ascii_words = [w for w in words if w.isascii()]
+        return max(ascii_words, key=len).encode() if ascii_words else None
+
     def matches(self, text: str) -> bool:
         """Whether one line's text holds every term."""
         tokens = tokenize(text)
