@@ -187,6 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"wfmctl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def add_window(p: argparse.ArgumentParser) -> None:
+        """--since and --until: executions by the time they were created."""
+        p.add_argument(
+            "--since", metavar="T", type=_arg_type(parse_time, "time"), help="created at/after"
+        )
+        p.add_argument(
+            "--until", metavar="T", type=_arg_type(parse_time, "time"), help="created before"
+        )
+
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(
             name, help=help, description=help, parents=[common], formatter_class=formatter
@@ -249,12 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--before", metavar="HANDLE", help="continue a listing after this handle")
     p.add_argument("--workflow", metavar="ID", help="only this workflow")
     p.add_argument("--status", metavar="S", type=_arg_type(parse_status, "status"))
-    p.add_argument(
-        "--since", metavar="T", type=_arg_type(parse_time, "time"), help="created at/after"
-    )
-    p.add_argument(
-        "--until", metavar="T", type=_arg_type(parse_time, "time"), help="created before"
-    )
+    add_window(p)
 
     p = add("params", "show the parameters an execution was given")
     p.add_argument("handle", metavar="HANDLE")
@@ -271,12 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_arg_type(parse_status, "status"),
         help="only executions with this status",
     )
-    p.add_argument(
-        "--since", metavar="T", type=_arg_type(parse_time, "time"), help="created at/after"
-    )
-    p.add_argument(
-        "--until", metavar="T", type=_arg_type(parse_time, "time"), help="created before"
-    )
+    add_window(p)
     p.add_argument("--handle", metavar="HANDLE", help="only this execution")
     p.add_argument(
         "-C", "--context", metavar="N", type=_count(0), default=0, help="N lines around each"

@@ -11,8 +11,6 @@ from mcp.types import CallToolResult
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from wfmctl import protocol
-from wfmctl.mcp.errors import ToolFailure
 from wfmctl.mcp.logs import LogsResult, get_logs
 from wfmctl.mcp.results import (
     HistoryItem,
@@ -22,8 +20,15 @@ from wfmctl.mcp.results import (
     room_for_list,
     workflow_info,
 )
-from wfmctl.mcp.times import FORMS, parse_time
-from wfmctl.mcp.toolkit import HandleId, ToolBase, WorkflowId
+from wfmctl.mcp.toolkit import (
+    HandleId,
+    Since,
+    StatusFilter,
+    ToolBase,
+    Until,
+    WorkflowFilter,
+    WorkflowId,
+)
 
 HISTORY_PAGE_MAX = 1000  # the daemon's largest history page
 
@@ -174,20 +179,10 @@ class HistoryTools(ToolBase):
             int, Field(ge=1, le=HISTORY_PAGE_MAX, description="Executions per page (10).")
         ] = 10,
         offset: Annotated[int, Field(ge=0, le=2**31, description="Skip this many (0).")] = 0,
-        workflow_id: Annotated[
-            str | None, Field(max_length=200, description="Only this workflow's executions.")
-        ] = None,
-        status: Annotated[
-            protocol.Status | None, Field(description="Only executions with this status.")
-        ] = None,
-        since: Annotated[
-            str | None,
-            Field(max_length=64, description=f"Accepted at or after this time: {FORMS}."),
-        ] = None,
-        until: Annotated[
-            str | None,
-            Field(max_length=64, description=f"Accepted before this time: {FORMS}."),
-        ] = None,
+        workflow_id: WorkflowFilter = None,
+        status: StatusFilter = None,
+        since: Since = None,
+        until: Until = None,
     ) -> Annotated[CallToolResult, HistoryResult]:
         """Past and present executions, newest first, with optional filters: each one's
         handle_id, workflow, status, times and exit code. `total` is the number of every
@@ -195,11 +190,7 @@ class HistoryTools(ToolBase):
         get_workflow_logs or get_execution_params."""
 
         async def body() -> CallToolResult:
-            try:
-                since_s = _clamp_time(parse_time(since)) if since else None
-                until_s = _clamp_time(parse_time(until)) if until else None
-            except ValueError as exc:
-                raise ToolFailure(str(exc)) from None
+            since_s, until_s = self.window(since, until)
             page = await self.bridge.call(
                 lambda c: c.history(
                     limit=limit,
@@ -272,7 +263,3 @@ class HistoryTools(ToolBase):
             return self.ok(result)
 
         return await self.attempt(body, workflow_id=workflow_id)
-
-
-def _clamp_time(seconds: float) -> float:
-    return max(0.0, min(seconds, 1e10))

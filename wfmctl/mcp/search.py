@@ -10,11 +10,8 @@ from mcp.types import CallToolResult
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from wfmctl import protocol
-from wfmctl.mcp.errors import ToolFailure
 from wfmctl.mcp.results import fitting, log_entry, room_for_list
-from wfmctl.mcp.times import FORMS, parse_time
-from wfmctl.mcp.toolkit import ToolBase
+from wfmctl.mcp.toolkit import Since, StatusFilter, ToolBase, Until, WorkflowFilter
 
 
 class SearchMatch(TypedDict):
@@ -44,20 +41,10 @@ class SearchTools(ToolBase):
                 '"disk full" or conn*.',
             ),
         ],
-        workflow_id: Annotated[
-            str | None, Field(max_length=200, description="Only this workflow's executions.")
-        ] = None,
-        status: Annotated[
-            protocol.Status | None, Field(description="Only executions with this status.")
-        ] = None,
-        since: Annotated[
-            str | None,
-            Field(max_length=64, description=f"Executions accepted at or after: {FORMS}."),
-        ] = None,
-        until: Annotated[
-            str | None,
-            Field(max_length=64, description=f"Executions accepted before: {FORMS}."),
-        ] = None,
+        workflow_id: WorkflowFilter = None,
+        status: StatusFilter = None,
+        since: Since = None,
+        until: Until = None,
         handle_id: Annotated[
             str | None, Field(max_length=100, description="Only this execution.")
         ] = None,
@@ -75,11 +62,7 @@ class SearchTools(ToolBase):
         read more of a run with get_workflow_logs (after_seq near the match's seq)."""
 
         async def body() -> CallToolResult:
-            try:
-                since_s = parse_time(since) if since else None
-                until_s = parse_time(until) if until else None
-            except ValueError as exc:
-                raise ToolFailure(str(exc)) from None
+            since_s, until_s = self.window(since, until)
             page = await self.bridge.call(
                 lambda c: c.search(
                     query,

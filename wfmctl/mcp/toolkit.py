@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
+from wfmctl import protocol
 from wfmctl.client import WfmError
 from wfmctl.mcp.bridge import Bridge
 from wfmctl.mcp.errors import ToolFailure, explain
@@ -22,6 +23,7 @@ from wfmctl.mcp.results import (
     shrink,
     status_result,
 )
+from wfmctl.mcp.times import FORMS, parse_time
 from wfmctl.protocol import Execution
 
 HandleId = Annotated[
@@ -38,6 +40,21 @@ WorkflowId = Annotated[
     Field(min_length=1, max_length=200, description="A workflow id, as list_workflows gives it."),
 ]
 ParamValue = str | int | float | bool | None
+
+# The filters of the tools that read across executions.
+WorkflowFilter = Annotated[
+    str | None, Field(max_length=200, description="Only this workflow's executions.")
+]
+StatusFilter = Annotated[
+    protocol.Status | None, Field(description="Only executions with this status.")
+]
+Since = Annotated[
+    str | None,
+    Field(max_length=64, description=f"Executions accepted at or after this time: {FORMS}."),
+]
+Until = Annotated[
+    str | None, Field(max_length=64, description=f"Executions accepted before this time: {FORMS}.")
+]
 
 
 class ToolBase:
@@ -84,8 +101,24 @@ class ToolBase:
             explained = await explain(self.bridge, err, handle=handle, workflow_id=workflow_id)
             return self.failure(str(explained))
 
+    @staticmethod
+    def window(since: str | None, until: str | None) -> tuple[float | None, float | None]:
+        """The `since` and `until` filters in seconds since the epoch, within the protocol's
+        range. Raises ToolFailure naming the accepted forms."""
+        try:
+            return (
+                _clamp_time(parse_time(since)) if since else None,
+                _clamp_time(parse_time(until)) if until else None,
+            )
+        except ValueError as exc:
+            raise ToolFailure(str(exc)) from None
+
     async def status(self, execution: Execution) -> StatusResult:
         name = execution.workflow_name
         if name is None:  # recorded before the daemon kept names: ask discovery
             name = (await self.bridge.workflow_names()).get(execution.workflow_id)
         return status_result(execution, name, self.limits.line_cap)
+
+
+def _clamp_time(seconds: float) -> float:
+    return max(0.0, min(seconds, 1e10))

@@ -10,7 +10,6 @@ from wfmctl.protocol import (
     Stats,
     StatsReply,
     WorkflowList,
-    WorkflowStats,
 )
 from wfmd.api.context import Services
 from wfmd.errors import Refused
@@ -41,27 +40,4 @@ async def param_history(s: Services, request: ParamHistory) -> ParamHistoryReply
 async def workflow_stats(s: Services, request: Stats) -> StatsReply:
     since_ms = None if request.since is None else int(request.since * 1000)
     found = await s.store.read(stats.workflow_stats, request.workflow_id, since_ms)
-    return StatsReply(workflows=[_wire(w) for w in found], since=request.since)
-
-
-def _wire(w: stats.WorkflowStats) -> WorkflowStats:
-    ended = w.completed + w.failed + w.cancelled
-    return WorkflowStats(
-        workflow_id=w.workflow_id,
-        runs=w.runs,
-        completed=w.completed,
-        failed=w.failed,
-        cancelled=w.cancelled,
-        active=w.active,
-        success_rate=w.completed / ended if ended else None,
-        p50_duration=_seconds(w.p50_ms),
-        p95_duration=_seconds(w.p95_ms),
-        last_run=w.last_run_ms / 1000.0,
-        last_failure=_seconds(w.last_failure_ms),
-        last_failure_handle=w.last_failure_handle,
-        last_failure_reason=w.last_failure_reason,
-    )
-
-
-def _seconds(ms: float | None) -> float | None:
-    return None if ms is None else ms / 1000.0
+    return StatsReply(workflows=found, since=request.since)

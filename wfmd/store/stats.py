@@ -1,35 +1,18 @@
 """Per-workflow statistics over a window of history: outcomes, durations, last failure.
 
-One grouped scan of the window (times are id ranges: see `executions.first_id_at_or_after`), with
-SQLite's own `percentile` for the durations, then one index probe per workflow for its last
-failure.
+One grouped scan of the window (times are id ranges: see
+`executions.first_id_at_or_after`), with SQLite's own `percentile` for the durations, then
+one index probe per workflow for its last failure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import apsw
 
+from wfmctl.protocol import WorkflowStats
 from wfmd.store.executions import first_id_at_or_after
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowStats:
-    workflow_id: str
-    runs: int
-    completed: int
-    failed: int
-    cancelled: int
-    active: int  # queued or running
-    p50_ms: float | None  # duration of the completed runs
-    p95_ms: float | None
-    last_run_ms: int
-    last_failure_ms: int | None = None
-    last_failure_handle: str | None = None
-    last_failure_reason: str | None = None
-
 
 # What one grouped scan computes per workflow; durations are those of completed runs.
 _COLUMNS = """
@@ -55,7 +38,7 @@ def workflow_stats(
     conn: apsw.Connection, workflow_id: str | None, since_ms: int | None
 ) -> list[WorkflowStats]:
     """Statistics per workflow of the executions created at or after `since_ms` (all if None),
-    of one workflow or of all, ordered by workflow id."""
+    of one workflow or of all, ordered by workflow id. Durations are of completed runs."""
     where: list[str] = []
     args: list[object] = []
     # The whole history, or one workflow's, reads the narrow covering index; a window of
@@ -76,19 +59,32 @@ def workflow_stats(
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     sql = f"{_COLUMNS} FROM {source} {clause} GROUP BY workflow_id ORDER BY workflow_id"
     rows: list[tuple[Any, ...]] = conn.execute(sql, args).fetchall()
+    lowest = -(2**63) if first is None else first
     out = []
     for row in rows:
         (wid, runs, completed, failed, cancelled, active, p50, p95, last_run) = row
-        failure = (
-            conn.execute(_LAST_FAILURE, (wid, -(2**63) if first is None else first)).get
-            if failed
-            else None
-        )
+        failure = conn.execute(_LAST_FAILURE, (wid, lowest)).get if failed else None
         when, handle, reason = failure if isinstance(failure, tuple) else (None, None, None)
+        ended = completed + failed + cancelled
         out.append(
             WorkflowStats(
-                wid, runs, completed, failed, cancelled, active, p50, p95, last_run,
-                when, handle, reason,
+                workflow_id=wid,
+                runs=runs,
+                completed=completed,
+                failed=failed,
+                cancelled=cancelled,
+                active=active,
+                success_rate=completed / ended if ended else None,
+                p50_duration=_seconds(p50),
+                p95_duration=_seconds(p95),
+                last_run=last_run / 1000.0,
+                last_failure=_seconds(when),
+                last_failure_handle=handle,
+                last_failure_reason=reason,
             )
-        )  # fmt: skip
+        )
     return out
+
+
+def _seconds(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000.0
