@@ -379,6 +379,30 @@ class Client:
         req = protocol.ParamHistory(workflow_id=workflow_id, field_name=field_name, limit=limit)
         return self._expect(req, ParamHistoryReply)
 
+    # --- retention (issue 14)
+
+    def prune(
+        self,
+        *,
+        dry_run: bool = False,
+        older_than: float | None = None,
+        keep: int | None = None,
+        workflow_id: str | None = None,
+    ) -> protocol.PruneReply:
+        """Remove finished executions: ended more than `older_than` seconds ago, or beyond
+        the newest `keep`; with neither, what the daemon's retention policy removes."""
+        req = protocol.Prune(
+            dry_run=dry_run, older_than=older_than, keep=keep, workflow_id=workflow_id
+        )
+        return self._expect(req, protocol.PruneReply)
+
+    def delete(self, handles: list[str]) -> protocol.PruneReply:
+        """Remove these finished executions; refused whole if one is not finished."""
+        return self._expect(protocol.Delete(handles=handles), protocol.PruneReply)
+
+    def info(self) -> protocol.InfoReply:
+        return self._expect(protocol.GetInfo(), protocol.InfoReply)
+
 
 def _tag(obj: object) -> str:
     """The wire name of a response (or response type), for error messages."""

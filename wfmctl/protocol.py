@@ -222,6 +222,32 @@ class Shutdown(Request, frozen=True, tag="shutdown"):
     """Stop the daemon as SIGTERM would; answered with `Stopping` before it stops."""
 
 
+# --- retention (issue 14): prune, delete, info
+
+
+class Prune(Request, frozen=True, tag="prune"):
+    """Remove finished executions: those ended more than `older_than` seconds ago and those
+    beyond the newest `keep` (either suffices), or, with neither, what the configured
+    retention policy removes. `workflow_id` narrows it to one workflow; `dry_run` only says
+    what would go. Answered with `PruneReply`."""
+
+    dry_run: bool = False
+    older_than: Seconds | None = None
+    keep: Count | None = None
+    workflow_id: Name | None = None
+
+
+class Delete(Request, frozen=True, tag="delete"):
+    """Remove these finished executions. Refused whole (not_runnable) if one of them is
+    NotStarted or Running. Answered with `PruneReply`."""
+
+    handles: Annotated[list[Handle], Meta(min_length=1, max_length=10_000)]
+
+
+class GetInfo(Request, frozen=True, tag="info"):
+    """The database and retention at a glance. Answered with `InfoReply`."""
+
+
 RequestType = (
     Ping
     | ListWorkflows
@@ -235,6 +261,9 @@ RequestType = (
     | GetParams
     | ParamHistory
     | Shutdown
+    | Prune
+    | Delete
+    | GetInfo
 )
 
 
@@ -325,6 +354,57 @@ class Stopping(Response, frozen=True, tag="stopping"):
     queued: int  # runs waiting for a slot: they stay queued and start after the next start
 
 
+# --- retention (issue 14)
+
+
+class Removed(Message, frozen=True):
+    """An execution that a prune or delete removed (or would remove)."""
+
+    handle: str
+    workflow_id: str
+    ended_at: float | None = None  # seconds since the epoch
+    log_count: int = 0
+
+
+# Executions a `PruneReply` lists at most; `executions_removed` counts them all.
+MAX_REMOVED_LISTED = 1_000
+
+
+class PruneReply(Response, frozen=True, tag="prune_reply"):
+    dry_run: bool
+    executions_removed: int  # dry: that would be removed
+    log_entries_removed: int
+    bytes_freed: int  # pages in use given back; dry: log bytes the executions hold
+    duration: float  # seconds
+    executions: list[Removed] = []  # the first MAX_REMOVED_LISTED of them, oldest first
+
+
+class RetentionRun(Message, frozen=True):
+    started_at: float  # seconds since the epoch
+    duration: float
+    trigger: str  # "schedule", "prune" or "delete"
+    executions_removed: int
+    log_entries_removed: int
+    bytes_freed: int
+    bytes_compressed: int = 0
+
+
+class InfoReply(Response, frozen=True, tag="info"):
+    database: str
+    file_bytes: int  # the database file and its WAL
+    wal_bytes: int
+    page_size: int
+    page_count: int
+    free_pages: int
+    bytes_in_use: int  # (page_count - free_pages) * page_size: what max_db_bytes limits
+    auto_vacuum: str  # "incremental" gives freed space back to the file system
+    counts: dict[str, int]  # executions by status
+    oldest: Execution | None = None
+    last_retention: RetentionRun | None = None
+    next_retention_at: float | None = None  # None: no scheduled runs
+    policy: dict[str, Any] = {}  # the retention settings in force
+
+
 ResponseType = (
     Hello
     | Error
@@ -339,6 +419,8 @@ ResponseType = (
     | ParamsReply
     | ParamHistoryReply
     | Stopping
+    | PruneReply
+    | InfoReply
 )
 
 NON_FINAL_RESPONSES: tuple[type[Response], ...] = (LogBatch,)

@@ -25,6 +25,7 @@ from wfmd.api.dispatch import Dispatcher
 from wfmd.api.server import Server, adopt_listener, socket_name
 from wfmd.config import Config
 from wfmd.housekeeping import recovery
+from wfmd.housekeeping.retention import Retention, Settings
 from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
@@ -228,7 +229,10 @@ async def _serve(
         storage_hold_timeout=config.storage_hold_timeout,
     )
     socket_path = config.socket if inherited is None else socket_name(inherited)
-    services = Services(store, writer, supervisor, catalog, socket_path, __version__, database_file)
+    retention = Retention(store, Settings.from_config(config))
+    services = Services(
+        store, writer, supervisor, catalog, socket_path, __version__, database_file, retention
+    )
     server = Server(config.socket, Dispatcher(services, request_stop), __version__, inherited)
     scheduler = Scheduler(
         store,
@@ -257,6 +261,8 @@ async def _serve(
                 await server.run(task_status=task_status)
 
         await root.start(run_server)
+        # In the background, once serving: start-up never waits for history's size.
+        await root.start(retention.run)
         log.info(
             "wfmd %s ready on %s%s (database %s)",
             __version__,

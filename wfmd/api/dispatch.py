@@ -7,8 +7,10 @@ from typing import assert_never
 
 from wfmctl.protocol import (
     Cancel,
+    Delete,
     Error,
     Follow,
+    GetInfo,
     GetLogs,
     GetParams,
     GetStatus,
@@ -16,12 +18,13 @@ from wfmctl.protocol import (
     ListWorkflows,
     ParamHistory,
     Ping,
+    Prune,
     RequestType,
     Run,
     Shutdown,
     Wait,
 )
-from wfmd.api import admin, executions, logs, workflows
+from wfmd.api import admin, executions, logs, retention, workflows
 from wfmd.api.context import Services
 from wfmd.api.server import Send, shorten
 from wfmd.errors import Refused
@@ -60,6 +63,13 @@ class Dispatcher:
                     await send(await logs.page(s, request))
                 case Follow():
                     await logs.follow(s, request, send)
+                # retention (issue 14)
+                case Prune():
+                    await send(await retention.prune(s, request))
+                case Delete():
+                    await send(await retention.delete(s, request))
+                case GetInfo():
+                    await send(await retention.info(s, request))
                 case Shutdown():
                     # Answered first: stopping closes every connection, this one too.
                     try:
