@@ -28,6 +28,7 @@ from wfmd.housekeeping import recovery
 from wfmd.housekeeping.retention import Retention, Settings
 from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
+from wfmd.ingest.logcap import Cap
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import DatabaseError, Store
 from wfmd.store.database import DatabaseFile
@@ -218,7 +219,12 @@ async def _serve(
         log.error("the pipe reader thread failed: stopping every running execution, then wfmd")
         stop.set()
 
-    writer = LogWriter(store, commit_interval=config.commit_interval, on_failure=pipe_reader_failed)
+    writer = LogWriter(
+        store,
+        commit_interval=config.commit_interval,
+        on_failure=pipe_reader_failed,
+        cap=Cap(config.max_log_lines or None, config.max_log_bytes or None),
+    )
     store.reads_yield_while(writer.pipes.holding_back)
     supervisor = Supervisor(
         store,

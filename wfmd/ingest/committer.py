@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import trio
 
 from wfmd.ingest.lines import MAX_CHUNK, Chunk
+from wfmd.ingest.logcap import Cap, CappedLog
 from wfmd.ingest.pipes import PipeReader
 from wfmd.store import Finish, LogRow, StorageError, Store, now_ms, write_batch
 from wfmd.store.logs import row_key, split_key
@@ -31,6 +32,9 @@ BATCH_BYTES = 1024 * 1024
 # Stop reading children's pipes while this much is read but not committed (a slow or failing
 # disk): bounds memory.
 MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+# No log cap: every line is kept.
+NO_CAP = Cap(None, None)
 
 # After a failed commit (disk full, I/O error) wait this long before trying the same batch
 # again; nothing is dropped.
@@ -50,6 +54,12 @@ class _Batch:
     size: int = 0
     first_at: float = 0.0
     tail: dict[int, LogRow] = field(default_factory=dict)  # last row of each execution
+    # The log cap (logcap.py): keys of rows in this batch, those dropped before their
+    # commit, committed rows to delete, and each capped execution's marker as it stands.
+    keys: set[int] = field(default_factory=set)
+    skip: set[int] = field(default_factory=set)
+    deletes: list[int] = field(default_factory=list)
+    markers: dict[int, LogRow] = field(default_factory=dict)
 
 
 class LogWriter:
@@ -59,6 +69,7 @@ class LogWriter:
         *,
         commit_interval: float,
         on_failure: Callable[[BaseException], None] | None = None,
+        cap: Cap = NO_CAP,
     ) -> None:
         """`on_failure` is called (once, in the Trio thread) if the pipe reader thread fails,
         after everything it had read is committed; the writer then goes on committing
@@ -67,6 +78,8 @@ class LogWriter:
         """
         self._store = store
         self._commit_interval = commit_interval
+        self._cap = cap
+        self._capped: dict[int, CappedLog] = {}  # executions being written, if capped
         self._on_failure = on_failure
         # The pipe reader's failure, once everything it read is committed and it is reported.
         self.failure: BaseException | None = None
@@ -88,6 +101,8 @@ class LogWriter:
         """Start accepting lines for an execution."""
         self._next_seq[execution_id] = 0
         self._committed[execution_id] = 0
+        if self._cap.enabled:
+            self._capped[execution_id] = CappedLog(self._cap, execution_id)
 
     async def finish(self, finish: Finish) -> None:
         """Queue the execution's ending behind its lines and wait until it is committed.
@@ -186,17 +201,38 @@ class LogWriter:
                 last.data = bytearray(last.data)
             last.data += chunk.data
             last.lines += chunk.lines
+            row, new_row = last, False
         else:
             row = LogRow(
                 row_key(eid, seq), chunk.stream, chunk.ts, chunk.lines, chunk.event, chunk.data
             )
             batch.rows.append(row)
             batch.tail[eid] = row
+            new_row = True
+        capped = self._capped.get(eid)
+        if capped is not None:
+            if new_row:
+                batch.keys.add(row.key)
+            self._drop(capped, capped.added(row, new_row, chunk.lines, len(chunk.data)), chunk.ts)
         self._grew(len(chunk.data))
+
+    def _drop(self, capped: CappedLog, rows: list[LogRow], ts: int) -> None:
+        """The cap dropped these rows: a pending one is not written, a committed one is
+        deleted in the next commit, with the marker as it now stands."""
+        if not rows:
+            return
+        batch = self._batch
+        for row in rows:
+            if row.key in batch.keys:
+                batch.skip.add(row.key)
+            else:
+                batch.deletes.append(row.key)
+        batch.markers[capped.execution_id] = capped.marker(ts)
 
     def _add_finish(self, request: _FinishRequest) -> None:
         eid = request.finish.execution_id
         count = self._next_seq.pop(eid, 0)
+        self._capped.pop(eid, None)
         ended_at = request.finish.ended_at
         request.finish = dataclasses.replace(
             request.finish, log_count=count, ended_at=now_ms() if ended_at is None else ended_at
@@ -226,7 +262,7 @@ class LogWriter:
             failure = self.pipes.failure
             self._take()
             batch = self._batch
-            if batch.rows or batch.finishes:
+            if batch.rows or batch.finishes or batch.deletes:
                 self._batch = _Batch()
                 self._has_data = trio.Event()
                 self._urgent = trio.Event()
@@ -253,9 +289,13 @@ class LogWriter:
 
     async def _commit(self, batch: _Batch) -> None:
         finishes = [r.finish for r in batch.finishes]
+        rows = [r for r in batch.rows if r.key not in batch.skip] if batch.skip else batch.rows
+        markers = list(batch.markers.values())
         while True:
             try:
-                await self._store.call(write_batch, batch.rows, finishes)
+                await self._store.call(
+                    write_batch, rows, finishes, deletes=batch.deletes, markers=markers
+                )
                 break
             except StorageError as exc:
                 if self.storage_error is None:

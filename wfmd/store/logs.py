@@ -61,6 +61,21 @@ def insert_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
     )
 
 
+def delete_rows(conn: apsw.Connection, keys: Iterable[int]) -> None:
+    """The caller holds the transaction."""
+    conn.executemany("DELETE FROM execution_logs WHERE id = ?", ((k,) for k in keys))
+
+
+def replace_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
+    """Insert, replacing a row of the same key (the log cap's marker). The caller holds the
+    transaction."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO execution_logs (id, stream, ts, lines, event, data)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        ((r.key, r.stream, r.ts, r.lines, r.event, bytes(r.data)) for r in rows),
+    )
+
+
 def _wire_size(line: str) -> int:
     """Bytes the line takes in a reply (UTF-8): invalid bytes became 3-byte U+FFFD."""
     return len(line) if line.isascii() else len(line.encode())
