@@ -403,6 +403,17 @@ class Client:
     def info(self) -> protocol.InfoReply:
         return self._expect(protocol.GetInfo(), protocol.InfoReply)
 
+    def export(self, handle: str) -> Iterator[Execution | list[protocol.ExportRow]]:
+        """The execution (with its parameters), then its log rows, batch by batch, as
+        stored: see `wfmctl.export` for writing them out."""
+        for frame in self.stream(protocol.Export(handle=handle)):
+            if isinstance(frame, protocol.ExportStart):
+                yield frame.execution
+            elif isinstance(frame, protocol.ExportRows):
+                yield frame.rows
+            elif not isinstance(frame, protocol.ExportEnd):
+                raise self._unexpected(protocol.ExportEnd, frame)
+
 
 def _tag(obj: object) -> str:
     """The wire name of a response (or response type), for error messages."""

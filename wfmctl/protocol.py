@@ -248,6 +248,13 @@ class GetInfo(Request, frozen=True, tag="info"):
     """The database and retention at a glance. Answered with `InfoReply`."""
 
 
+class Export(Request, frozen=True, tag="export"):
+    """One execution whole: `ExportStart`, then `ExportRows` frames with every log row
+    committed so far, in order, then a final `ExportEnd`."""
+
+    handle: Handle
+
+
 RequestType = (
     Ping
     | ListWorkflows
@@ -264,6 +271,7 @@ RequestType = (
     | Prune
     | Delete
     | GetInfo
+    | Export
 )
 
 
@@ -405,6 +413,35 @@ class InfoReply(Response, frozen=True, tag="info"):
     policy: dict[str, Any] = {}  # the retention settings in force
 
 
+class ExportStart(Response, frozen=True, tag="export_start"):
+    """The first frame of an export (not final): the execution, with its parameters."""
+
+    execution: Execution
+
+
+class ExportRow(Message, frozen=True, array_like=True):
+    """Consecutive entries of one stream received together, as stored: entry k has sequence
+    number `seq + k` and is line k of `data` (every line ends in a newline but maybe the
+    last). A structured event is a row of its own, with its `type` and `event` fields."""
+
+    seq: int
+    ts: float
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+    type: str = "raw_output"
+    event: dict[str, Any] | None = None
+
+
+class ExportRows(Response, frozen=True, tag="export_rows"):
+    """A non-final frame of an export."""
+
+    rows: list[ExportRow]
+
+
+class ExportEnd(Response, frozen=True, tag="export_end"):
+    entries: int  # entries sent
+
+
 ResponseType = (
     Hello
     | Error
@@ -421,9 +458,12 @@ ResponseType = (
     | Stopping
     | PruneReply
     | InfoReply
+    | ExportStart
+    | ExportRows
+    | ExportEnd
 )
 
-NON_FINAL_RESPONSES: tuple[type[Response], ...] = (LogBatch,)
+NON_FINAL_RESPONSES: tuple[type[Response], ...] = (LogBatch, ExportStart, ExportRows)
 
 
 # --------------------------------------------------------------------------- framing

@@ -328,4 +328,4 @@ def _history_command(name: str) -> Command:
 
 
 # retention (issue 14): prune, delete, info, export
-COMMANDS.update({name: _history_command(name) for name in ("prune", "delete", "info")})
+COMMANDS.update({name: _history_command(name) for name in ("prune", "delete", "info", "export")})

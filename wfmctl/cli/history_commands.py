@@ -1,12 +1,14 @@
-"""The commands that manage history itself: prune, delete, info.
+"""The commands that manage history itself: prune, delete, info, export.
 
 Each returns its exit code; errors travel as `WfmError` to `cli.main`, as in `commands`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from wfmctl import protocol
 from wfmctl.cli import render
@@ -14,6 +16,12 @@ from wfmctl.cli.args import Args
 from wfmctl.cli.exit_codes import EXIT_OK
 from wfmctl.client import Client
 from wfmctl.protocol import InfoReply, PruneReply
+
+if TYPE_CHECKING:
+    from wfmctl.export import ExportWriter
+
+# Bytes buffered before each write to the export file: few system calls at 1M lines/s.
+EXPORT_BUFFER = 1024 * 1024
 
 
 class View(Protocol):
@@ -45,6 +53,45 @@ def cmd_info(client: Client, args: Args, view: View) -> int:
     reply = client.info()
     view.show(reply, lambda: info_text(reply))
     return EXIT_OK
+
+
+def cmd_export(client: Client, args: Args, view: View) -> int:
+    import sys
+
+    from wfmctl.export import ExportWriter
+
+    if args.output is None or args.output == "-":
+        out = sys.stdout.buffer
+        sys.stdout.flush()
+        write(client, args.handle, ExportWriter(out, args.format))
+        out.flush()
+        return EXIT_OK
+    if os.path.exists(args.output) and not os.path.isfile(args.output):
+        # A device or a FIFO (/dev/null, a pipe): written in place, never replaced.
+        with open(args.output, "wb", buffering=EXPORT_BUFFER) as out:
+            write(client, args.handle, ExportWriter(out, args.format))
+        return EXIT_OK
+    # A file is written beside the target and renamed once complete: no half-written
+    # export under the name asked for.
+    partial = f"{args.output}.partial"
+    try:
+        with open(partial, "wb", buffering=EXPORT_BUFFER) as out:
+            write(client, args.handle, ExportWriter(out, args.format))
+        os.replace(partial, args.output)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+    return EXIT_OK
+
+
+def write(client: Client, handle: str, writer: ExportWriter) -> None:
+    for item in client.export(handle):
+        if isinstance(item, list):
+            writer.rows(item)
+        else:
+            writer.start(item)
+    writer.end()
 
 
 def size(n: int | None) -> str:

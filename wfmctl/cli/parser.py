@@ -322,4 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("info", "show the database's size, executions by status, and retention's last run")
 
+    p = add(
+        "export",
+        "write one execution whole (metadata, parameters, every log entry) to a file or stdout",
+    )
+    p.add_argument("handle", metavar="HANDLE")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "json", "text"),
+        default="jsonl",
+        help="JSON lines (the default), one JSON document, or text",
+    )
+
     return parser

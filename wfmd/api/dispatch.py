@@ -9,6 +9,7 @@ from wfmctl.protocol import (
     Cancel,
     Delete,
     Error,
+    Export,
     Follow,
     GetInfo,
     GetLogs,
@@ -24,7 +25,7 @@ from wfmctl.protocol import (
     Shutdown,
     Wait,
 )
-from wfmd.api import admin, executions, logs, retention, workflows
+from wfmd.api import admin, executions, export, logs, retention, workflows
 from wfmd.api.context import Services
 from wfmd.api.server import Send, shorten
 from wfmd.errors import Refused
@@ -70,6 +71,8 @@ class Dispatcher:
                     await send(await retention.delete(s, request))
                 case GetInfo():
                     await send(await retention.info(s, request))
+                case Export():
+                    await export.export(s, request, send)
                 case Shutdown():
                     # Answered first: stopping closes every connection, this one too.
                     try:

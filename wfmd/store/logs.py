@@ -177,6 +177,30 @@ def read_tail(conn: apsw.Connection, execution_id: int, count: int) -> list[LogE
     return out
 
 
+def read_rows(
+    conn: apsw.Connection, execution_id: int, after_key: int, max_bytes: int
+) -> list[tuple[int, int, int, int, str | None, bytes]]:
+    """Stored rows (key, stream, ts, lines, event, data) with keys above `after_key`, in
+    order, up to about `max_bytes` of data (at least one row): what export streams."""
+    lo, hi = key_range(execution_id)
+    out = []
+    size = 0
+    for key, stream, ts, lines, event, data in conn.execute(
+        f"{_SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (max(lo, after_key + 1), hi)
+    ):
+        data = _as_bytes(data)
+        out.append((key, stream, ts if isinstance(ts, int) else 0, lines, event, data))
+        size += len(data)
+        if size >= max_bytes:
+            break
+    return out
+
+
+def row_entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
+    """A stored row's entries, decoded as every reader serves them."""
+    return _entries(row, execution_id)
+
+
 def last_entry(conn: apsw.Connection, execution_id: int) -> tuple[int, int | None]:
     """(next sequence number, receive time of the last entry in ms) of an execution's log."""
     lo, hi = key_range(execution_id)
