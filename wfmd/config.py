@@ -29,6 +29,7 @@ RETENTION_ENV_KEYS = (
     "max_executions",
     "max_db_bytes",
     "retention_interval",
+    "compress_after",
     "max_log_lines",
     "max_log_bytes",
 )
@@ -88,6 +89,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # and last halves stay, with a marker entry between them).
     max_log_lines: int = 10_000_000
     max_log_bytes: int = GIB
+    # Log rows of executions that ended more than this many seconds ago are compressed.
+    compress_after: float = 600.0
     retention: RetentionTables = msgspec.field(default_factory=RetentionTables)
 
     def check(self) -> None:
@@ -106,6 +109,7 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "max_executions",
             "max_db_bytes",
             "retention_interval",
+            "compress_after",
             "max_log_lines",
             "max_log_bytes",
         ):

@@ -100,6 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--retention-interval", type=float, help="seconds between retention runs (3600)"
     )
+    parser.add_argument(
+        "--compress-after", type=float, help="seconds after its end a log is compressed (600)"
+    )
     parser.add_argument("--max-log-lines", type=int, help="log cap per execution (10000000)")
     parser.add_argument("--max-log-bytes", type=int, help="log cap per execution (1 GiB)")
     return parser.parse_args(argv)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from wfmd.config import Config
+from wfmd.housekeeping.compression import Compressor
 from wfmd.store import Store, now_ms, retention
 from wfmd.store.retention import Candidate, Limits, Pages, Policy, RunRecord
 
@@ -44,6 +45,9 @@ SIZE_BATCH = 20
 
 DAY_MS = 86_400_000
 
+# Longest time between two compression passes: history turns cold within minutes.
+COMPRESS_CHECK = 60.0
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -52,6 +56,7 @@ class Settings:
     policy: Policy
     max_db_bytes: int | None
     interval: float | None  # seconds between scheduled runs
+    compress_after: float | None = None  # seconds after its end an execution is compressed
 
     def describe(self) -> dict[str, object]:
         """The settings in force, in the config file's words (for `wfmctl info`)."""
@@ -64,6 +69,7 @@ class Settings:
             **limits(self.policy.default),
             "max_db_bytes": self.max_db_bytes,
             "retention_interval": self.interval,
+            "compress_after": self.compress_after,
             "workflows": {w: limits(x) for w, x in sorted(self.policy.workflows.items())},
         }
 
@@ -91,6 +97,7 @@ class Settings:
             policy=Policy(default, workflows),
             max_db_bytes=config.max_db_bytes or None,
             interval=config.retention_interval or None,
+            compress_after=config.compress_after or None,
         )
 
 
@@ -112,6 +119,7 @@ class Outcome:
     removed: list[Candidate] = field(default_factory=list)
     log_entries: int = 0
     bytes_freed: int = 0  # dry: the log bytes the removed executions hold
+    bytes_compressed: int = 0  # log bytes (as printed) compressed
     duration: float = 0.0
     dry_run: bool = False
 
@@ -125,6 +133,7 @@ class Retention:
         self._clock = clock
         self._turn = trio.Lock()
         self.next_run_at: float | None = None  # seconds since the epoch
+        self.compressor = Compressor(store, settings.compress_after, clock)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The schedule: a run right after start-up (in the background), then one every
@@ -133,7 +142,38 @@ class Retention:
         Cancellation: a run stops between two writer calls; what it began is carried on by
         the next (pending deletions are in the database).
         """
-        task_status.started()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._compress_often)
+            task_status.started()
+            await self._schedule()
+
+    async def _compress_often(self) -> None:
+        """Cold executions are compressed every COMPRESS_CHECK (or compress_after, if
+        shorter) between retention runs, so history turns cold within minutes, not hours."""
+        if self.settings.compress_after is None:
+            return
+        while True:
+            await trio.sleep(min(COMPRESS_CHECK, max(self.settings.compress_after, 1.0)))
+            try:
+                async with self._turn:
+                    started = time.monotonic()
+                    started_ms = self._clock()
+                    before = await self._store.call(retention.pages)
+                    compressed = await self.compressor.run_pass()
+                    if not compressed.rows:
+                        continue
+                    await self._vacuum()
+                    after = await self._store.call(retention.pages)
+                    outcome = Outcome(
+                        bytes_freed=max(0, before.in_use - after.in_use),
+                        bytes_compressed=compressed.bytes_before,
+                        duration=time.monotonic() - started,
+                    )
+                    await self._record("compress", started_ms, outcome)
+            except Exception as exc:  # a storage error, or a bug: the next pass tries again
+                log.error("compression pass failed: %s", exc)
+
+    async def _schedule(self) -> None:
         interval = self.settings.interval
         while True:
             try:
@@ -189,6 +229,8 @@ class Retention:
                 await self._remove(chosen, outcome)
                 if self._size_applies(request):
                     await self._remove_over_size(request.workflow_id, outcome)
+                compressed = await self.compressor.run_pass()
+                outcome.bytes_compressed = compressed.bytes_before
                 await self._vacuum()
                 after = await self._store.call(retention.pages)
                 outcome.bytes_freed = max(0, before.in_use - after.in_use)
@@ -314,6 +356,7 @@ class Retention:
             executions_removed=len(outcome.removed),
             log_entries_removed=outcome.log_entries,
             bytes_freed=outcome.bytes_freed,
+            bytes_compressed=outcome.bytes_compressed,
         )
         await self._store.call(retention.record_run, record)
 

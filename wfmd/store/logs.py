@@ -15,6 +15,7 @@ import apsw
 
 from wfmctl.protocol import LogEntry
 from wfmd.events import EVENT_MARKER, EVENT_TYPES, event_fields
+from wfmd.store.sqlar import unpack
 
 SEQ_BITS = 32
 SEQ_MASK = (1 << SEQ_BITS) - 1
@@ -102,7 +103,9 @@ def _entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
     """A row's entries. Never fails on what the row holds: an event whose fields cannot be
     decoded or served (rows stored before events were bounded: 1e400, an integer beyond 64
     bits, deep nesting) is served as the raw stderr line it was printed as."""
-    key, stream, ts, _count, event, data = row
+    key, stream, ts, _count, event, data, raw_size = row
+    if raw_size is not None and isinstance(data, bytes):
+        data = unpack(data, raw_size)
     first = key & SEQ_MASK
     stream_name = _STREAM_NAMES.get(stream, "stderr")
     seconds = ts / 1000.0 if isinstance(ts, int | float) else 0.0
@@ -129,7 +132,7 @@ def _entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
     return out
 
 
-_SELECT = "SELECT id, stream, ts, lines, event, data FROM execution_logs"
+_SELECT = "SELECT id, stream, ts, lines, event, data, raw_size FROM execution_logs"
 
 
 def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int) -> list[LogEntry]:
@@ -185,10 +188,12 @@ def read_rows(
     lo, hi = key_range(execution_id)
     out = []
     size = 0
-    for key, stream, ts, lines, event, data in conn.execute(
+    for key, stream, ts, lines, event, data, raw_size in conn.execute(
         f"{_SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (max(lo, after_key + 1), hi)
     ):
         data = _as_bytes(data)
+        if raw_size is not None:
+            data = unpack(data, raw_size)
         out.append((key, stream, ts if isinstance(ts, int) else 0, lines, event, data))
         size += len(data)
         if size >= max_bytes:
@@ -197,8 +202,8 @@ def read_rows(
 
 
 def row_entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
-    """A stored row's entries, decoded as every reader serves them."""
-    return _entries(row, execution_id)
+    """The entries of a row as `read_rows` returns it, decoded as every reader serves them."""
+    return _entries((*row, None), execution_id)
 
 
 def last_entry(conn: apsw.Connection, execution_id: int) -> tuple[int, int | None]:
