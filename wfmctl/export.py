@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from itertools import chain, repeat
-from typing import BinaryIO, Literal
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -28,11 +28,17 @@ FORMATS: tuple[Format, ...] = ("jsonl", "json", "text")
 _encode = msgspec.json.Encoder().encode
 
 
+class Sink(Protocol):
+    """Where an export goes: a binary file, or a gzip stream over one."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
 class ExportWriter:
     """Writes one execution to `out` (binary) in `fmt`: `start`, `rows` as often as needed,
     `end`."""
 
-    def __init__(self, out: BinaryIO, fmt: Format) -> None:
+    def __init__(self, out: Sink, fmt: Format) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown export format {fmt!r} (one of: {', '.join(FORMATS)})")
         self.out = out

@@ -32,6 +32,8 @@ RETENTION_ENV_KEYS = (
     "compress_after",
     "max_log_lines",
     "max_log_bytes",
+    "archive",
+    "archive_dir",
 )
 
 GIB = 1024 * 1024 * 1024
@@ -91,6 +93,10 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_log_bytes: int = GIB
     # Log rows of executions that ended more than this many seconds ago are compressed.
     compress_after: float = 600.0
+    # Archive before delete: each execution retention removes is first appended to a
+    # compressed JSON-lines file of its month, in archive_dir (default: beside the database).
+    archive: bool = False
+    archive_dir: Path | None = None
     retention: RetentionTables = msgspec.field(default_factory=RetentionTables)
 
     def check(self) -> None:
@@ -157,6 +163,8 @@ def load(config_path: Path | None, overrides: dict[str, object]) -> Config:
         raise ConfigError(f"invalid configuration ({path}): {exc}") from exc
     config.database = config.database.expanduser()
     config.socket = config.socket.expanduser()
+    if config.archive_dir is not None:
+        config.archive_dir = config.archive_dir.expanduser()
     if config.workflow_dirs is not None:
         config.workflow_dirs = [d.expanduser() for d in config.workflow_dirs]
     config.check()

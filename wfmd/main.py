@@ -103,6 +103,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compress-after", type=float, help="seconds after its end a log is compressed (600)"
     )
+    parser.add_argument(
+        "--archive",
+        action="store_true",
+        default=None,
+        help="archive each execution before retention deletes it",
+    )
+    parser.add_argument("--archive-dir", type=Path, help="where archives go (beside the db)")
     parser.add_argument("--max-log-lines", type=int, help="log cap per execution (10000000)")
     parser.add_argument("--max-log-bytes", type=int, help="log cap per execution (1 GiB)")
     return parser.parse_args(argv)

@@ -15,10 +15,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import trio
 
 from wfmd.config import Config
+from wfmd.housekeeping.archive import Archive
 from wfmd.housekeeping.compression import Compressor
 from wfmd.store import Store, now_ms, retention
 from wfmd.store.retention import Candidate, Limits, Pages, Policy, RunRecord
@@ -57,6 +59,7 @@ class Settings:
     max_db_bytes: int | None
     interval: float | None  # seconds between scheduled runs
     compress_after: float | None = None  # seconds after its end an execution is compressed
+    archive_dir: Path | None = None  # archive before delete, into this directory
 
     def describe(self) -> dict[str, object]:
         """The settings in force, in the config file's words (for `wfmctl info`)."""
@@ -70,6 +73,7 @@ class Settings:
             "max_db_bytes": self.max_db_bytes,
             "retention_interval": self.interval,
             "compress_after": self.compress_after,
+            "archive_dir": None if self.archive_dir is None else str(self.archive_dir),
             "workflows": {w: limits(x) for w, x in sorted(self.policy.workflows.items())},
         }
 
@@ -98,6 +102,7 @@ class Settings:
             max_db_bytes=config.max_db_bytes or None,
             interval=config.retention_interval or None,
             compress_after=config.compress_after or None,
+            archive_dir=archive_dir(config),
         )
 
 
@@ -134,6 +139,9 @@ class Retention:
         self._turn = trio.Lock()
         self.next_run_at: float | None = None  # seconds since the epoch
         self.compressor = Compressor(store, settings.compress_after, clock)
+        self._archive = (
+            None if settings.archive_dir is None else Archive(store, settings.archive_dir)
+        )
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The schedule: a run right after start-up (in the background), then one every
@@ -246,7 +254,7 @@ class Retention:
             started_ms = self._clock()
             before = await self._store.call(retention.pages)
             outcome = Outcome()
-            begun = await self._store.call(retention.begin_delete, list(ids))
+            begun = await self._begin_delete(list(ids))
             await self._drain()
             outcome.log_entries = begun.log_entries
             outcome.removed = [Candidate(i, "", "", 0, 0) for i in begun.ids]
@@ -298,7 +306,7 @@ class Retention:
     async def _remove(self, chosen: Sequence[Candidate], outcome: Outcome) -> None:
         for start in range(0, len(chosen), BEGIN_BATCH):
             batch = chosen[start : start + BEGIN_BATCH]
-            begun = await self._store.call(retention.begin_delete, [c.id for c in batch])
+            begun = await self._begin_delete([c.id for c in batch])
             gone = set(begun.ids)
             outcome.removed += [c for c in batch if c.id in gone]
             outcome.log_entries += begun.log_entries
@@ -325,6 +333,11 @@ class Retention:
                 if excess <= 0:
                     break
             await self._remove(chosen, outcome)
+
+    async def _begin_delete(self, ids: list[int]) -> retention.Begun:
+        """Archived first (if on) and synced, then removed: never one without the other."""
+        archived = None if self._archive is None else await self._archive.write(ids)
+        return await self._store.call(retention.begin_delete, ids, archived)
 
     async def _drain(self) -> None:
         """Delete the log rows of every pending deletion, a step at a time."""
@@ -359,6 +372,13 @@ class Retention:
             bytes_compressed=outcome.bytes_compressed,
         )
         await self._store.call(retention.record_run, record)
+
+
+def archive_dir(config: Config) -> Path | None:
+    """Where archives go, if on: `archive_dir`, or `archive/` beside the database."""
+    if not config.archive:
+        return None
+    return config.archive_dir or config.database.parent / "archive"
 
 
 def _resize(size: int, elapsed: float, largest: int) -> int:

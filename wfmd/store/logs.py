@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import apsw
 
-from wfmctl.protocol import LogEntry
+from wfmctl.protocol import ExportRow, LogEntry
 from wfmd.events import EVENT_MARKER, EVENT_TYPES, event_fields
 from wfmd.store.sqlar import unpack
 
@@ -204,6 +204,38 @@ def read_rows(
 def row_entries(row: Sequence[Any], execution_id: int) -> list[LogEntry]:
     """The entries of a row as `read_rows` returns it, decoded as every reader serves them."""
     return _entries((*row, None), execution_id)
+
+
+def export_rows(
+    rows: Sequence[tuple[int, int, int, int, str | None, bytes]], execution_id: int
+) -> list[ExportRow]:
+    """Rows from `read_rows` as export sends and archives them: raw rows as stored, an
+    event decoded (or not) exactly as every log reader serves it."""
+    out = []
+    for row in rows:
+        key, stream, ts, _lines, event, data = row
+        if event is None:
+            out.append(
+                ExportRow(
+                    seq=key & SEQ_MASK,
+                    ts=ts / 1000.0,
+                    stream=_STREAM_NAMES.get(stream, "stderr"),
+                    data=data,
+                )
+            )
+            continue
+        for entry in row_entries(row, execution_id):
+            out.append(
+                ExportRow(
+                    seq=entry.seq,
+                    ts=entry.ts,
+                    stream=entry.stream,
+                    data=entry.line.encode() + b"\n",
+                    type=entry.type,
+                    event=entry.event,
+                )
+            )
+    return out
 
 
 def last_entry(conn: apsw.Connection, execution_id: int) -> tuple[int, int | None]:

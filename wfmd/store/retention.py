@@ -12,7 +12,7 @@ NotStarted and Running executions are never removed: every statement here checks
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Concatenate, ParamSpec, TypeVar, cast
 
@@ -209,12 +209,21 @@ class Begun:
     log_entries: int
 
 
-def begin_delete(conn: apsw.Connection, ids: Sequence[int]) -> Begun:
+def begin_delete(
+    conn: apsw.Connection, ids: Sequence[int], archived: Mapping[str, int] | None = None
+) -> Begun:
     """Remove the executions (if still there and finished) with their parameters, and list
-    them for `delete_pending_logs`, in one transaction."""
+    them for `delete_pending_logs`, in one transaction; with `archived` (archive file name ->
+    its synced size, holding these executions), record the archive files' sizes in it too."""
     removed: list[int] = []
     entries = 0
     with transaction(conn):
+        for name, size in (archived or {}).items():
+            conn.execute(
+                "INSERT INTO archive_files (name, size) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET size = excluded.size",
+                (name, size),
+            )
         for eid in ids:
             row = conn.execute(
                 f"SELECT log_count FROM executions WHERE id = ? AND status IN {FINISHED}", (eid,)
@@ -234,6 +243,12 @@ def begin_delete(conn: apsw.Connection, ids: Sequence[int]) -> Begun:
                 (max(removed),),
             )
     return Begun(removed, entries)
+
+
+def archive_size(conn: apsw.Connection, name: str) -> int:
+    """An archive file's size as of the last deletion that committed (0: none yet)."""
+    value = conn.execute("SELECT size FROM archive_files WHERE name = ?", (name,)).get
+    return 0 if value is None else cast(int, value)
 
 
 def pending(conn: apsw.Connection) -> int:
