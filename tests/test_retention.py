@@ -397,3 +397,35 @@ def test_a_negative_limit_is_a_usage_error(make_daemon: MakeDaemon) -> None:
     code, lines, _ = make_daemon(["--max-db-bytes", "-1"]).refusal()
     assert code == 2
     assert any("max_db_bytes must not be negative" in line for line in lines), lines
+
+
+def test_no_line_is_lost_while_retention_deletes_and_compresses(
+    make_daemon: MakeDaemon, workflow_dir: Path
+) -> None:
+    write_workflow(
+        workflow_dir,
+        "steady",
+        """
+        for i in range(6000):
+            print(f"line {i}", flush=(i % 50 == 0))
+            if i % 500 == 0:
+                time.sleep(0.02)
+        """,
+        metadata("steady"),
+    )
+    d = make_daemon(["--retention-interval", "0", "--compress-after", "0.001"])
+    conn = open_database(d.database)
+    try:
+        for n in range(12):
+            add(conn, ended=trio_now_ms() - DAY * (n + 1), lines=20_000)
+    finally:
+        close_database(conn)
+    d.start()
+    with d.client() as client:
+        handle = client.run("steady").handle
+        reply = client.prune(keep=3)
+        assert reply.executions_removed == 10
+        ended = client.wait(handle)
+        lines = [e.line for e in client.iter_logs(handle, limit=10_000)]
+    assert ended.log_count == 6000
+    assert lines == [f"line {i}" for i in range(6000)]

@@ -266,9 +266,10 @@ async def _serve(
             with server_scope:
                 await server.run(task_status=task_status)
 
-        await root.start(run_server)
-        # In the background, once serving: start-up never waits for history's size.
+        # Its runs go on in the background: start-up never waits for history's size, only
+        # for the archive files' repair (a stat each).
         await root.start(retention.run)
+        await root.start(run_server)
         log.info(
             "wfmd %s ready on %s%s (database %s)",
             __version__,

@@ -13,6 +13,7 @@ executions it held are still in the database, and are archived again.
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from wfmctl.export import ExportWriter
 from wfmctl.protocol import ErrorCode
 from wfmd.errors import Refused
 from wfmd.store import Store, StoredExecution, executions, logs, retention
+
+log = logging.getLogger(__name__)
 
 # Log data read per step while archiving: bounded memory, whatever the execution's size.
 READ_BYTES = 4 * 1024 * 1024
@@ -41,6 +44,16 @@ class Archive:
     def __init__(self, store: Store, directory: Path) -> None:
         self._store = store
         self.directory = directory
+
+    async def repair(self) -> None:
+        """Cut every archive file back to its recorded size (what a crash during an append
+        left after it is not archived: those executions are still in the database). Cheap:
+        one stat per file. Run before the daemon serves, so nobody reads a torn archive.
+
+        Cancellation: each file is cut or not.
+        """
+        recorded = dict(await self._store.read(retention.archive_sizes))
+        await trio.to_thread.run_sync(_repair, self.directory, recorded)
 
     async def write(self, ids: list[int]) -> dict[str, int]:
         """Append these (finished) executions to their months' files, synced. Returns each
@@ -84,6 +97,24 @@ class Archive:
             return await trio.to_thread.run_sync(_sync, out, path, committed == 0)
         finally:
             out.close()
+
+
+def _repair(directory: Path, recorded: dict[str, int]) -> None:
+    try:
+        paths = list(directory.glob("wfm-archive-*.jsonl.gz"))
+    except OSError:
+        return  # no archive yet, or unreadable: the next write reports it
+    for path in paths:
+        size = recorded.get(path.name, 0)
+        try:
+            if path.stat().st_size > size:
+                log.warning("cutting %s back to %d bytes: an append never committed", path, size)
+                if size == 0:
+                    path.unlink()
+                else:
+                    os.truncate(path, size)
+        except OSError as exc:
+            log.error("cannot repair the archive %s: %s", path, exc)
 
 
 def _open_at(path: Path, size: int) -> BinaryIO:

@@ -146,10 +146,13 @@ class Retention:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The schedule: a run right after start-up (in the background), then one every
         interval. Without an interval, only what an earlier deletion left pending is done.
+        Reports started once the archive files are repaired (`Archive.repair`).
 
         Cancellation: a run stops between two writer calls; what it began is carried on by
         the next (pending deletions are in the database).
         """
+        if self._archive is not None:
+            await self._archive.repair()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._compress_often)
             task_status.started()

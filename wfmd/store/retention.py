@@ -251,6 +251,13 @@ def archive_size(conn: apsw.Connection, name: str) -> int:
     return 0 if value is None else cast(int, value)
 
 
+def archive_sizes(conn: apsw.Connection) -> list[tuple[str, int]]:
+    return [
+        (cast(str, n), cast(int, s))
+        for n, s in conn.execute("SELECT name, size FROM archive_files")
+    ]
+
+
 def pending(conn: apsw.Connection) -> int:
     """How many deleted executions still have log rows to delete."""
     return cast(int, conn.execute("SELECT count(*) FROM pending_deletions").get)
