@@ -3,6 +3,7 @@ intact, one marker entry says what was dropped between them, and nothing else is
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 from conftest import MakeDaemon, metadata, write_workflow
 
 from wfmctl.protocol import LogEntry
+from wfmd.ingest.logcap import SEGMENTS, Cap, CappedLog
+from wfmd.store.logs import STDOUT, LogRow, row_key
 
 LINES = 3000
 WIDTH = 40  # bytes per line, newline included
@@ -132,3 +135,25 @@ def test_the_cap_holds_while_the_workflow_prints(
     finally:
         conn.close()
     assert stored == len(entries)
+
+
+def test_the_window_stays_small_whatever_the_rows() -> None:
+    """A million one-line rows under a 100,000-line cap: the dropped ranges are contiguous,
+    what is kept is within the cap to within a segment, and the window holds a few hundred
+    segments, not rows."""
+    cap = Cap(max_lines=100_000, max_bytes=None)
+    log = CappedLog(cap, execution_id=1)
+    dropped: list[tuple[int, int]] = []
+    largest_window = 0
+    for seq in range(1_000_000):
+        row = LogRow(row_key(1, seq), STDOUT, 0, 1, None, b"x\n")
+        dropped += log.added(row, True, 1, 2)
+        largest_window = max(largest_window, len(log.window))
+    assert largest_window <= SEGMENTS * 1.02 + 2  # whole segments: rounding
+    assert dropped[0][0] == 50_000 == log.first_dropped
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(dropped))
+    kept = 1_000_000 - (dropped[-1][1] - dropped[0][0])
+    segment = 100_000 // 2 // SEGMENTS
+    assert 100_000 - 1 - segment <= kept <= 100_000 - 1
+    assert log.dropped_lines == 1_000_000 - kept and log.last_dropped == dropped[-1][1] - 1
+    assert MARKER.match(log.marker(0).data.decode().rstrip("\n"))

@@ -186,6 +186,8 @@ class Retention:
 
     async def _schedule(self) -> None:
         interval = self.settings.interval
+        if interval is not None:
+            self.next_run_at = time.time()  # the first: right now, in the background
         while True:
             try:
                 if interval is None:

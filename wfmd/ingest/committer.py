@@ -54,11 +54,9 @@ class _Batch:
     size: int = 0
     first_at: float = 0.0
     tail: dict[int, LogRow] = field(default_factory=dict)  # last row of each execution
-    # The log cap (logcap.py): keys of rows in this batch, those dropped before their
-    # commit, committed rows to delete, and each capped execution's marker as it stands.
-    keys: set[int] = field(default_factory=set)
-    skip: set[int] = field(default_factory=set)
-    deletes: list[int] = field(default_factory=list)
+    # The log cap (logcap.py): key ranges [lo, hi) to drop (rows of this batch in them are
+    # not written, committed ones are deleted), and each capped execution's marker.
+    drops: list[tuple[int, int]] = field(default_factory=list)
     markers: dict[int, LogRow] = field(default_factory=dict)
 
 
@@ -211,23 +209,13 @@ class LogWriter:
             new_row = True
         capped = self._capped.get(eid)
         if capped is not None:
-            if new_row:
-                batch.keys.add(row.key)
-            self._drop(capped, capped.added(row, new_row, chunk.lines, len(chunk.data)), chunk.ts)
+            dropped = capped.added(row, new_row, chunk.lines, len(chunk.data))
+            if dropped:
+                # Pending rows in these ranges are not written, committed ones are deleted
+                # in the next commit, with the marker as it now stands.
+                batch.drops += [(row_key(eid, lo), row_key(eid, hi)) for lo, hi in dropped]
+                batch.markers[eid] = capped.marker(chunk.ts)
         self._grew(len(chunk.data))
-
-    def _drop(self, capped: CappedLog, rows: list[LogRow], ts: int) -> None:
-        """The cap dropped these rows: a pending one is not written, a committed one is
-        deleted in the next commit, with the marker as it now stands."""
-        if not rows:
-            return
-        batch = self._batch
-        for row in rows:
-            if row.key in batch.keys:
-                batch.skip.add(row.key)
-            else:
-                batch.deletes.append(row.key)
-        batch.markers[capped.execution_id] = capped.marker(ts)
 
     def _add_finish(self, request: _FinishRequest) -> None:
         eid = request.finish.execution_id
@@ -262,7 +250,7 @@ class LogWriter:
             failure = self.pipes.failure
             self._take()
             batch = self._batch
-            if batch.rows or batch.finishes or batch.deletes:
+            if batch.rows or batch.finishes or batch.drops:
                 self._batch = _Batch()
                 self._has_data = trio.Event()
                 self._urgent = trio.Event()
@@ -289,12 +277,14 @@ class LogWriter:
 
     async def _commit(self, batch: _Batch) -> None:
         finishes = [r.finish for r in batch.finishes]
-        rows = [r for r in batch.rows if r.key not in batch.skip] if batch.skip else batch.rows
+        rows = batch.rows
+        if batch.drops:
+            rows = [r for r in rows if not any(lo <= r.key < hi for lo, hi in batch.drops)]
         markers = list(batch.markers.values())
         while True:
             try:
                 await self._store.call(
-                    write_batch, rows, finishes, deletes=batch.deletes, markers=markers
+                    write_batch, rows, finishes, drops=batch.drops, markers=markers
                 )
                 break
             except StorageError as exc:

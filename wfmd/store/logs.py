@@ -62,9 +62,9 @@ def insert_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
     )
 
 
-def delete_rows(conn: apsw.Connection, keys: Iterable[int]) -> None:
-    """The caller holds the transaction."""
-    conn.executemany("DELETE FROM execution_logs WHERE id = ?", ((k,) for k in keys))
+def delete_ranges(conn: apsw.Connection, ranges: Iterable[tuple[int, int]]) -> None:
+    """Delete the rows with keys in each [lo, hi). The caller holds the transaction."""
+    conn.executemany("DELETE FROM execution_logs WHERE id >= ? AND id < ?", ranges)
 
 
 def replace_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:

@@ -194,15 +194,15 @@ def write_batch(
     rows: list[LogRow],
     finishes: list[Finish],
     *,
-    deletes: Sequence[int] = (),
+    drops: Sequence[tuple[int, int]] = (),
     markers: Sequence[LogRow] = (),
 ) -> None:
     """Commit log rows and the endings they lead to, in one transaction: nobody ever sees an
-    execution finished without its last lines. The log cap's `deletes` (row keys) and
-    `markers` (rows replacing any of the same key) go in the same transaction."""
+    execution finished without its last lines. The log cap's `drops` (key ranges [lo, hi)
+    to delete) and `markers` (rows replacing any of the same key) go in the same one."""
     with transaction(conn):
-        if deletes:
-            logs.delete_rows(conn, deletes)
+        if drops:
+            logs.delete_ranges(conn, drops)
         logs.insert_rows(conn, rows)
         if markers:
             logs.replace_rows(conn, markers)
