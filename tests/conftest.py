@@ -226,6 +226,13 @@ class Daemon:
             [WFMCTL, *args], env=env, capture_output=True, text=True, timeout=timeout
         )
 
+    def wfmctl_popen(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start the real `wfmctl` against this daemon, without waiting for it."""
+        env = dict(os.environ, WFM_SOCKET=str(self.socket))
+        return subprocess.Popen(
+            [WFMCTL, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
     def _run(self, client: Client, workflow_id: str, params: Mapping[str, object]) -> Execution:
         return client.wait(client.run(workflow_id, params).handle)
 

@@ -895,7 +895,10 @@ def test_kill_during_migration(
         directory = tmp_path / name
         directory.mkdir()
         shutil.copyfile(pristine_path, directory / "wfm.db")
-        daemon = make_daemon(root=directory)
+        # The old history is years old: retention and compression would change the rows
+        # this test compares, so they stay off.
+        no_retention = ["--retention-interval", "0", "--compress-after", "0"]
+        daemon = make_daemon(extra_args=no_retention, root=directory)
         daemon.workflow_dirs = [workflow_dir]
         return daemon
 
@@ -1075,3 +1078,183 @@ def test_seq_order_is_receive_order(make_daemon: MakeDaemon, workflow_dir: Path)
         f"{len(backwards)} of {len(entries)} entries were received before the entry numbered"
         f" just before them, e.g. (seq, stream, ts, next seq, stream, ts): {backwards[:3]}"
     )
+
+
+# --------------------------------------------------------------------------- kill during prune
+
+# A history big enough that a prune (archive, deletion in steps, compression, vacuum) takes
+# a good fraction of a second on the 2-core machine, so random kills land inside each part.
+PRUNE_EXECUTIONS = 24
+PRUNE_ROWS_PER_EXECUTION = 150
+PRUNE_LINES_PER_ROW = 20
+PRUNE_KEEP = 8  # the newest executions the prune keeps (and compresses)
+PRUNE_KILL_DELAY = (0.05, 0.5)  # wfmctl starts in about 0.1 s; a prune takes 0.2-0.4 s
+
+
+def prune_line(eid: int, seq: int) -> bytes:
+    # Compressible but not trivially: what compression has to get byte-for-byte right.
+    return b"e%d seq %07d %s\n" % (eid, seq, b"%x" % (seq * 2654435761 % 2**32) * 6)
+
+
+def build_prune_history(path: Path) -> dict[str, int]:
+    """A database of finished executions with patterned logs: handle -> internal id."""
+    from wfmd.store import Finish, LogRow, executions, write_batch
+    from wfmd.store.database import close_database, open_database
+
+    conn = open_database(path)
+    handles = {}
+    ended = now_ms() - 86_400_000
+    try:
+        for n in range(PRUNE_EXECUTIONS):
+            stored = executions.create(
+                conn,
+                handle=f"{n:08x}-0000-4000-8000-000000000000",
+                workflow_id="chaos_history",
+                params=[(0, "n", str(n))],
+                argv=["/bin/true"],
+                timeout_ms=None,
+                now=ended - 1000 + n,
+            )
+            eid = stored.id
+            executions.mark_running(conn, eid, ended - 1000 + n)
+            rows = []
+            for r in range(PRUNE_ROWS_PER_EXECUTION):
+                first = r * PRUNE_LINES_PER_ROW
+                data = b"".join(prune_line(eid, first + k) for k in range(PRUNE_LINES_PER_ROW))
+                rows.append(
+                    LogRow((eid << 32) | first, STDOUT, ended, PRUNE_LINES_PER_ROW, None, data)
+                )
+            count = PRUNE_ROWS_PER_EXECUTION * PRUNE_LINES_PER_ROW
+            write_batch(
+                conn,
+                rows,
+                [Finish(eid, "Completed", "exit", "done", 0, ended_at=ended + n, log_count=count)],
+            )
+            handles[stored.info.handle] = eid
+    finally:
+        close_database(conn)
+    return handles
+
+
+def verify_after_prune_kill(
+    daemon: Daemon, archive: Path, handles: dict[str, int], context: str
+) -> tuple[int, int]:
+    """Each execution fully there or fully gone (then archived whole), no orphan rows, every
+    remaining one readable. Returns (executions left, rows compressed)."""
+    import gzip
+
+    from wfmd.store.sqlar import unpack
+
+    count = PRUNE_ROWS_PER_EXECUTION * PRUNE_LINES_PER_ROW
+    deadline = time.monotonic() + STATUS_TIMEOUT
+    with closing(open_readonly(daemon.database)) as conn:
+        # The restarted daemon finishes the deletions the kill interrupted, in the background.
+        while conn.execute("SELECT count(*) FROM pending_deletions").fetchone()[0]:
+            assert time.monotonic() < deadline, f"{context}: pending deletions never finished"
+            time.sleep(0.05)
+        assert integrity(conn) == ["ok"], context
+        orphans = conn.execute(
+            "SELECT count(*) FROM execution_logs WHERE id >> 32 NOT IN (SELECT id FROM executions)"
+        ).fetchone()[0]
+        assert orphans == 0, f"{context}: {orphans} orphan log rows"
+        left = {h: i for h, i in conn.execute("SELECT handle, id FROM executions")}
+        compressed = 0
+        for handle, eid in left.items():
+            assert handles[handle] == eid, context
+            rows = conn.execute(
+                "SELECT id, lines, data, raw_size FROM execution_logs WHERE id >> 32 = ?"
+                " ORDER BY id",
+                (eid,),
+            ).fetchall()
+            data = b""
+            for _key, _lines, stored, raw_size in rows:
+                data += unpack(stored, raw_size)
+                compressed += raw_size is not None and raw_size != len(stored)
+            expected = b"".join(prune_line(eid, seq) for seq in range(count))
+            assert data == expected, f"{context}: execution {handle} is not whole"
+    with daemon.client() as client:
+        for handle in left:
+            entries = list(client.iter_logs(handle, limit=10_000))
+            assert len(entries) == count and entries[-1].line.startswith(f"e{left[handle]} seq")
+    archived: dict[str, list[str]] = {}
+    for path in sorted(archive.glob("*.jsonl.gz")):
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            current: list[str] = []
+            for line in lines:
+                if line.startswith('{"type":"execution"'):
+                    handle = line.split('"handle":"', 1)[1][:36]
+                    assert handle not in archived, f"{context}: {handle} archived twice"
+                    current = archived.setdefault(handle, [])
+                else:
+                    current.append(line)
+    for handle in handles:
+        if handle in left:
+            continue
+        assert handle in archived, f"{context}: {handle} deleted but not archived"
+        got = archived[handle]
+        assert len(got) == count, f"{context}: {handle} archived with {len(got)} entries"
+        assert got[-1].startswith(f'{{"seq":{count - 1},'), context
+    return len(left), compressed
+
+
+@pytest.mark.parametrize(
+    "rounds",
+    [
+        pytest.param(6, id="quick"),
+        pytest.param(100, id="long", marks=[pytest.mark.slow, long_only]),
+    ],
+)
+def test_kill9_during_prune_and_compression(
+    make_daemon: MakeDaemon, tmp_path: Path, rounds: int
+) -> None:
+    seed = chaos_seed()
+    rng = random.Random(seed)
+    template = tmp_path / "template.db"
+    handles = build_prune_history(template)
+    landed: dict[str, int] = {}
+    for round_no in range(1, rounds + 1):
+        context = f"round {round_no}, seed {seed}"
+        root = tmp_path / f"round{round_no}"
+        root.mkdir()
+        shutil.copy(template, root / "wfm.db")
+        archive = root / "archive"
+        flags = ["--retention-interval", "0", "--compress-after", "0.001"]
+        daemon = make_daemon([*flags, "--archive", "--archive-dir", str(archive)], root)
+        daemon.workflow_dirs = []
+        daemon.start()
+        pruning = daemon.wfmctl_popen("prune", "--keep", str(PRUNE_KEEP))
+        time.sleep(rng.uniform(*PRUNE_KILL_DELAY))
+        daemon.kill9()
+        pruning.wait(30)
+        where = prune_kill_landed(daemon.database, archive)
+        landed[where] = landed.get(where, 0) + 1
+        start_after_kill(daemon)
+        left, _ = verify_after_prune_kill(daemon, archive, handles, f"{context}, {where}")
+        assert left >= PRUNE_KEEP, context
+        # Carried to its end, the prune leaves exactly the newest PRUNE_KEEP, compressed.
+        with daemon.client() as client:
+            client.prune(keep=PRUNE_KEEP)
+        left, compressed = verify_after_prune_kill(daemon, archive, handles, context + ", again")
+        assert left == PRUNE_KEEP and compressed > 0, context
+        assert daemon.stop() == 0, daemon.log()
+    print(f"\nprune chaos {rounds} rounds, seed {seed}: kills landed {landed}")
+
+
+def prune_kill_landed(database: Path, archive: Path) -> str:
+    """Where in the prune the kill landed, as the files tell."""
+    with closing(open_readonly(database)) as conn:
+        executions = conn.execute("SELECT count(*) FROM executions").fetchone()[0]
+        pending = conn.execute("SELECT count(*) FROM pending_deletions").fetchone()[0]
+        recorded = sum(size for (size,) in conn.execute("SELECT size FROM archive_files"))
+        compressed = conn.execute(
+            "SELECT count(*) FROM execution_logs WHERE raw_size IS NOT NULL"
+        ).fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM execution_logs").fetchone()[0]
+    written = sum(p.stat().st_size for p in archive.glob("*.gz"))
+    if pending:
+        return "deleting"
+    if executions == PRUNE_EXECUTIONS:
+        return "archiving" if written > recorded else "before"
+    if compressed == 0:
+        return "between"
+    return "compressing" if compressed < rows else "after"

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import WFMCTL, Daemon
+from conftest import WFMCTL, Daemon, MakeDaemon
 
 SCHEMA = """
 CREATE TABLE executions (
@@ -226,6 +226,8 @@ def test_import_maps_every_execution_and_entry(daemon: Daemon, tmp_path: Path) -
     assert report["unfinished"] == 1
     assert report["out_of_order"] == 0
     assert report["unmapped"] == [f"{NOT_A_UUID}: its id is not a UUID"]
+    # From 2025: older than the default max_age_days (30), so retention would remove them.
+    assert report["retention_removes"] == {"research": 1, "build": 2}
     assert digest(source) == before
     assert sorted(p.name for p in source.parent.iterdir()) == ["executions.db"]
 
@@ -273,6 +275,18 @@ def test_import_maps_every_execution_and_entry(daemon: Daemon, tmp_path: Path) -
     assert [e["handle"] for e in window["executions"]] == [FAILED]
 
 
+def test_workflows_with_limits_of_their_own_keep_their_history(
+    make_daemon: MakeDaemon, tmp_path: Path
+) -> None:
+    config = tmp_path / "keep.toml"
+    config.write_text("[retention.workflows.build]\nmax_age_days = 0\nmax_executions = 0\n")
+    daemon = make_daemon(["--config", str(config)]).start()
+    source = tmp_path / "executions.db"
+    build_source(source)
+    plan = wfmctl_json(daemon, "import", str(source), "--dry-run")
+    assert plan["retention_removes"] == {"research": 1}
+
+
 def test_import_again_adds_nothing(daemon: Daemon, tmp_path: Path) -> None:
     source = tmp_path / "executions.db"
     build_source(source)
@@ -293,6 +307,8 @@ def test_dry_run_and_no_answer_change_nothing(daemon: Daemon, tmp_path: Path) ->
     refused = daemon.wfmctl("import", str(source))  # stdin is no terminal: no one to ask
     assert refused.returncode == 2
     assert "would import 3 executions" in refused.stderr
+    assert "retention would remove 3 of them at its next run" in refused.stderr
+    assert "[retention.workflows.build]" in refused.stderr
     assert "--yes" in refused.stderr
     assert wfmctl_json(daemon, "history")["executions"] == []
 

@@ -45,7 +45,9 @@ LAYERS = (
 WFMD_LEAVES = frozenset({"wfmd", "wfmd.events", "wfmd.errors", "wfmd.config", "wfmd.systemd"})
 
 # The client library: light, a leaf for wfmd too. Every other wfmctl module is a front end.
-WFMCTL_LIBRARY = frozenset({"wfmctl", "wfmctl.protocol", "wfmctl.paths", "wfmctl.client"})
+WFMCTL_LIBRARY = frozenset(
+    {"wfmctl", "wfmctl.protocol", "wfmctl.paths", "wfmctl.client", "wfmctl.export"}
+)
 
 APSW_HOME = "wfmd.store"
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import apsw
 from conftest import Daemon, MakeDaemon, metadata, text_field, write_workflow
 
 PRINTER = """
@@ -139,3 +140,47 @@ def test_rows_queued_while_indexing_is_off_are_indexed_later(
     daemon.extra_args.remove(str(config))
     daemon.start()
     assert searchable(daemon, "queued words", 1)["hits"]
+
+
+def index_matches(daemon: Daemon, word: str) -> int:
+    """Rows the search index itself lists for `word`."""
+    conn = apsw.Connection(str(daemon.database), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        count = conn.execute(
+            "SELECT count(*) FROM log_search WHERE log_search MATCH ?", (f'"{word}"',)
+        ).get
+    finally:
+        conn.close()
+    assert isinstance(count, int)
+    return count
+
+
+def test_compressed_rows_are_indexed_and_deleted_rows_leave_the_index(
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
+) -> None:
+    write_workflow(workflow_dir, "printer", PRINTER, metadata("printer", text_field("text")))
+    config = tmp_path / "no-index.toml"
+    config.write_text("search_index = false\n")
+    cold = ["--retention-interval", "0", "--compress-after", "0.001"]
+    daemon = make_daemon(["--config", str(config), *cold]).start()
+    first = daemon.run_and_wait("printer", text="alpha")
+    second = daemon.run_and_wait("printer", text="beta")
+    with daemon.client() as client:
+        client.prune(keep=1000)  # removes nothing; compresses both, as they are cold
+    conn = apsw.Connection(str(daemon.database), flags=apsw.SQLITE_OPEN_READONLY)
+    compressed = conn.execute(
+        "SELECT count(*) FROM execution_logs WHERE raw_size <> length(data)"
+    ).get
+    conn.close()
+    assert compressed, "nothing was compressed: the test would prove nothing"
+
+    daemon.stop()
+    daemon.extra_args = cold
+    daemon.start()
+    page = searchable(daemon, "disk full", 2)
+    assert [h["handle"] for h in page["hits"]] == [second, first]
+    assert index_matches(daemon, "sda") == 2
+
+    assert daemon.wfmctl("delete", first).returncode == 0
+    assert [h["handle"] for h in search(daemon, "disk full")["hits"]] == [second]
+    assert index_matches(daemon, "sda") == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from pathlib import Path
 
 from conftest import Daemon, MakeDaemon, metadata, write_workflow
@@ -39,9 +40,18 @@ sys.stdout.write("no newline at the end")
 
 
 def read_only(path: Path) -> sqlite3.Connection:
+    """The database as a program reads it: the `sqlite3` shell has `sqlar_uncompress` built
+    in, and the README shows how to define it elsewhere, as here."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.text_factory = lambda data: data.decode("utf-8", "replace")
+    conn.create_function("sqlar_uncompress", 2, sqlar_uncompress, deterministic=True)
     return conn
+
+
+def sqlar_uncompress(data: bytes, size: int | None) -> bytes:
+    if not size or size == len(data):
+        return data
+    return zlib.decompress(data)
 
 
 def plan(conn: sqlite3.Connection, sql: str, *args: object) -> str:

@@ -425,6 +425,41 @@ class Client:
         req = protocol.ImportHistory(path=os.path.abspath(path), dry_run=dry_run)
         return self._expect(req, ImportReport)
 
+    # --- retention (issue 14)
+
+    def prune(
+        self,
+        *,
+        dry_run: bool = False,
+        older_than: float | None = None,
+        keep: int | None = None,
+        workflow_id: str | None = None,
+    ) -> protocol.PruneReply:
+        """Remove finished executions: ended more than `older_than` seconds ago, or beyond
+        the newest `keep`; with neither, what the daemon's retention policy removes."""
+        req = protocol.Prune(
+            dry_run=dry_run, older_than=older_than, keep=keep, workflow_id=workflow_id
+        )
+        return self._expect(req, protocol.PruneReply)
+
+    def delete(self, handles: list[str]) -> protocol.PruneReply:
+        """Remove these finished executions; refused whole if one is not finished."""
+        return self._expect(protocol.Delete(handles=handles), protocol.PruneReply)
+
+    def info(self) -> protocol.InfoReply:
+        return self._expect(protocol.GetInfo(), protocol.InfoReply)
+
+    def export(self, handle: str) -> Iterator[Execution | list[protocol.ExportRow]]:
+        """The execution (with its parameters), then its log rows, batch by batch, as
+        stored: see `wfmctl.export` for writing them out."""
+        for frame in self.stream(protocol.Export(handle=handle)):
+            if isinstance(frame, protocol.ExportStart):
+                yield frame.execution
+            elif isinstance(frame, protocol.ExportRows):
+                yield frame.rows
+            elif not isinstance(frame, protocol.ExportEnd):
+                raise self._unexpected(protocol.ExportEnd, frame)
+
 
 def _tag(obj: object) -> str:
     """The wire name of a response (or response type), for error messages."""

@@ -251,6 +251,39 @@ class Shutdown(Request, frozen=True, tag="shutdown"):
     """Stop the daemon as SIGTERM would; answered with `Stopping` before it stops."""
 
 
+# --- retention (issue 14): prune, delete, info
+
+
+class Prune(Request, frozen=True, tag="prune"):
+    """Remove finished executions: those ended more than `older_than` seconds ago and those
+    beyond the newest `keep` (either suffices), or, with neither, what the configured
+    retention policy removes. `workflow_id` narrows it to one workflow; `dry_run` only says
+    what would go. Answered with `PruneReply`."""
+
+    dry_run: bool = False
+    older_than: Seconds | None = None
+    keep: Count | None = None
+    workflow_id: Name | None = None
+
+
+class Delete(Request, frozen=True, tag="delete"):
+    """Remove these finished executions. Refused whole (not_runnable) if one of them is
+    NotStarted or Running. Answered with `PruneReply`."""
+
+    handles: Annotated[list[Handle], Meta(min_length=1, max_length=10_000)]
+
+
+class GetInfo(Request, frozen=True, tag="info"):
+    """The database and retention at a glance. Answered with `InfoReply`."""
+
+
+class Export(Request, frozen=True, tag="export"):
+    """One execution whole: `ExportStart`, then `ExportRows` frames with every log row
+    committed so far, in order, then a final `ExportEnd`."""
+
+    handle: Handle
+
+
 RequestType = (
     Ping
     | ListWorkflows
@@ -267,6 +300,10 @@ RequestType = (
     | Stats
     | ImportHistory
     | Shutdown
+    | Prune
+    | Delete
+    | GetInfo
+    | Export
 )
 
 
@@ -397,6 +434,9 @@ class ImportReport(Response, frozen=True, tag="import_report"):
     kept_as_raw: int = 0  # of those, entries whose JSON could not be mapped: kept as text
     unfinished: int = 0  # Running or NotStarted there: recorded as Failed
     out_of_order: int = 0  # newer than this history's oldest execution, yet listed below it
+    # Of those imported, how many retention's age and count limits remove at its next run,
+    # by workflow: the import's caller can give those workflows limits of their own first.
+    retention_removes: dict[str, int] = {}
 
 
 class Stopping(Response, frozen=True, tag="stopping"):
@@ -405,6 +445,86 @@ class Stopping(Response, frozen=True, tag="stopping"):
     pid: int  # the daemon's process id
     running: int  # executions it is stopping (they will be recorded as Cancelled)
     queued: int  # runs waiting for a slot: they stay queued and start after the next start
+
+
+# --- retention (issue 14)
+
+
+class Removed(Message, frozen=True):
+    """An execution that a prune or delete removed (or would remove)."""
+
+    handle: str
+    workflow_id: str
+    ended_at: float | None = None  # seconds since the epoch
+    log_count: int = 0
+
+
+# Executions a `PruneReply` lists at most; `executions_removed` counts them all.
+MAX_REMOVED_LISTED = 1_000
+
+
+class PruneReply(Response, frozen=True, tag="prune_reply"):
+    dry_run: bool
+    executions_removed: int  # dry: that would be removed
+    log_entries_removed: int
+    bytes_freed: int  # pages in use given back; dry: log bytes the executions hold
+    duration: float  # seconds
+    executions: list[Removed] = []  # the first MAX_REMOVED_LISTED of them, oldest first
+
+
+class RetentionRun(Message, frozen=True):
+    started_at: float  # seconds since the epoch
+    duration: float
+    trigger: str  # "schedule", "prune" or "delete"
+    executions_removed: int
+    log_entries_removed: int
+    bytes_freed: int
+    bytes_compressed: int = 0
+
+
+class InfoReply(Response, frozen=True, tag="info"):
+    database: str
+    file_bytes: int  # the database file and its WAL
+    wal_bytes: int
+    page_size: int
+    page_count: int
+    free_pages: int
+    bytes_in_use: int  # (page_count - free_pages) * page_size: what max_db_bytes limits
+    auto_vacuum: str  # "incremental" gives freed space back to the file system
+    counts: dict[str, int]  # executions by status
+    oldest: Execution | None = None
+    last_retention: RetentionRun | None = None
+    next_retention_at: float | None = None  # None: no scheduled runs
+    policy: dict[str, Any] = {}  # the retention settings in force
+
+
+class ExportStart(Response, frozen=True, tag="export_start"):
+    """The first frame of an export (not final): the execution, with its parameters."""
+
+    execution: Execution
+
+
+class ExportRow(Message, frozen=True, array_like=True):
+    """Consecutive entries of one stream received together, as stored: entry k has sequence
+    number `seq + k` and is line k of `data` (every line ends in a newline but maybe the
+    last). A structured event is a row of its own, with its `type` and `event` fields."""
+
+    seq: int
+    ts: float
+    stream: Literal["stdout", "stderr"]
+    data: bytes
+    type: str = "raw_output"
+    event: dict[str, Any] | None = None
+
+
+class ExportRows(Response, frozen=True, tag="export_rows"):
+    """A non-final frame of an export."""
+
+    rows: list[ExportRow]
+
+
+class ExportEnd(Response, frozen=True, tag="export_end"):
+    entries: int  # entries sent
 
 
 ResponseType = (
@@ -424,9 +544,14 @@ ResponseType = (
     | StatsReply
     | ImportReport
     | Stopping
+    | PruneReply
+    | InfoReply
+    | ExportStart
+    | ExportRows
+    | ExportEnd
 )
 
-NON_FINAL_RESPONSES: tuple[type[Response], ...] = (LogBatch,)
+NON_FINAL_RESPONSES: tuple[type[Response], ...] = (LogBatch, ExportStart, ExportRows)
 
 
 # --------------------------------------------------------------------------- framing

@@ -26,8 +26,10 @@ from wfmd.api.server import Server, adopt_listener, socket_name
 from wfmd.config import Config
 from wfmd.housekeeping import recovery
 from wfmd.housekeeping.indexer import SearchIndexer
+from wfmd.housekeeping.retention import Retention, Settings
 from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
+from wfmd.ingest.logcap import Cap
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import DatabaseError, Store
 from wfmd.store.database import DatabaseFile
@@ -218,7 +220,12 @@ async def _serve(
         log.error("the pipe reader thread failed: stopping every running execution, then wfmd")
         stop.set()
 
-    writer = LogWriter(store, commit_interval=config.commit_interval, on_failure=pipe_reader_failed)
+    writer = LogWriter(
+        store,
+        commit_interval=config.commit_interval,
+        on_failure=pipe_reader_failed,
+        cap=Cap(config.max_log_lines or None, config.max_log_bytes or None),
+    )
     store.reads_yield_while(writer.pipes.holding_back)
     supervisor = Supervisor(
         store,
@@ -234,8 +241,17 @@ async def _serve(
         if config.search_index
         else None
     )
+    retention = Retention(store, Settings.from_config(config))
     services = Services(
-        store, writer, supervisor, catalog, socket_path, __version__, database_file, indexer
+        store,
+        writer,
+        supervisor,
+        catalog,
+        socket_path,
+        __version__,
+        database_file,
+        indexer=indexer,
+        retention=retention,
     )
     server = Server(config.socket, Dispatcher(services, request_stop), __version__, inherited)
     scheduler = Scheduler(
@@ -266,6 +282,9 @@ async def _serve(
             with server_scope:
                 await server.run(task_status=task_status)
 
+        # Its runs go on in the background: start-up never waits for history's size, only
+        # for the archive files' repair (a stat each).
+        await root.start(retention.run)
         await root.start(run_server)
         log.info(
             "wfmd %s ready on %s%s (database %s)",

@@ -43,7 +43,8 @@ _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS}
 
 EPILOG = f"""\
 configuration: {default_config_path()} (TOML; see README), overridden by the
-environment (WFM_CONFIG, WFM_DATABASE, WFM_SOCKET, WFM_WORKFLOW_DIRS) and by these flags.
+environment (WFM_CONFIG, WFM_DATABASE, WFM_SOCKET, WFM_WORKFLOW_DIRS, and WFM_<KEY>
+for the retention keys, e.g. WFM_MAX_AGE_DAYS) and by these flags.
 
 exit codes:
   {EXIT_OK}  stopped cleanly (SIGTERM / SIGINT; more signals while stopping are ignored)
@@ -92,6 +93,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds a workflow may wait for a failing database before it is failed",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
+    # retention (issue 14); 0 disables a limit
+    parser.add_argument("--max-age-days", type=float, help="remove executions older (30)")
+    parser.add_argument("--max-executions", type=int, help="keep the newest N (10000)")
+    parser.add_argument("--max-db-bytes", type=int, help="database size limit (1 GiB)")
+    parser.add_argument(
+        "--retention-interval", type=float, help="seconds between retention runs (3600)"
+    )
+    parser.add_argument(
+        "--compress-after", type=float, help="seconds after its end a log is compressed (600)"
+    )
+    parser.add_argument(
+        "--archive",
+        action="store_true",
+        default=None,
+        help="archive each execution before retention deletes it",
+    )
+    parser.add_argument("--archive-dir", type=Path, help="where archives go (beside the db)")
+    parser.add_argument("--max-log-lines", type=int, help="log cap per execution (10000000)")
+    parser.add_argument("--max-log-bytes", type=int, help="log cap per execution (1 GiB)")
     return parser.parse_args(argv)
 
 

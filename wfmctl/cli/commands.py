@@ -372,3 +372,19 @@ COMMANDS: dict[str, Command] = {
     "stats": cmd_stats,
     "import": cmd_import,
 }
+
+
+def _history_command(name: str) -> Command:
+    """A command of `cli.history_commands`, imported when it runs."""
+
+    def run(client: Client, args: Args, view: View) -> int:
+        from wfmctl.cli import history_commands
+
+        command: Command = getattr(history_commands, f"cmd_{name}")
+        return command(client, args, view)
+
+    return run
+
+
+# retention (issue 14): prune, delete, info, export
+COMMANDS.update({name: _history_command(name) for name in ("prune", "delete", "info", "export")})

@@ -41,6 +41,22 @@ def summary(report: ImportReport) -> str:
             f"  newer than this history's oldest execution: {report.out_of_order};"
             " `history` lists them below it"
         )
+    if report.retention_removes:
+        total = sum(report.retention_removes.values())
+        worst = sorted(report.retention_removes.items(), key=lambda kv: -kv[1])
+        verb = "would remove" if report.dry_run else "will remove"
+        lines.append(
+            f"  retention {verb} {count_of(total, 'of them', 'of them')} at its next run"
+            " (they are older than its limits allow):"
+        )
+        lines.extend(f"    {workflow}: {n:,}" for workflow, n in worst[:SHOWN_UNMAPPED])
+        lines.append(
+            "  to keep them, give those workflows limits of their own in config.toml first"
+            " (0 disables a limit), e.g.:"
+        )
+        lines.append(f"    [retention.workflows.{worst[0][0]}]")
+        lines.append("    max_age_days = 0")
+        lines.append("    max_executions = 0")
     if report.unmapped:
         lines.append(f"  cannot be imported: {len(report.unmapped)}")
         lines.extend(f"    {problem}" for problem in report.unmapped[:SHOWN_UNMAPPED])

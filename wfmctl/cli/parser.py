@@ -345,4 +345,40 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
 
+    # --- retention (issue 14): prune, delete, info
+    p = add(
+        "prune",
+        "remove finished executions: by the daemon's retention policy, or by --older-than "
+        "and --keep",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
+    p.add_argument(
+        "--older-than",
+        metavar="AGE",
+        type=_arg_type(parse_duration, "duration"),
+        help="those that ended longer ago than this (90m, 12h, 30d, 2w)",
+    )
+    p.add_argument(
+        "--keep", metavar="N", type=_count(0), help="those older than the newest N executions"
+    )
+    p.add_argument("--workflow", metavar="ID", help="only this workflow's executions")
+
+    p = add("delete", "remove finished executions (a running or queued one is refused)")
+    p.add_argument("handles", nargs="+", metavar="HANDLE")
+
+    add("info", "show the database's size, executions by status, and retention's last run")
+
+    p = add(
+        "export",
+        "write one execution whole (metadata, parameters, every log entry) to a file or stdout",
+    )
+    p.add_argument("handle", metavar="HANDLE")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "json", "text"),
+        default="jsonl",
+        help="JSON lines (the default), one JSON document, or text",
+    )
+
     return parser

@@ -12,6 +12,7 @@ import msgspec
 from wfmctl.protocol import FINISHED_STATUSES, Execution
 from wfmd.api.pages import SharedPages
 from wfmd.housekeeping.indexer import SearchIndexer
+from wfmd.housekeeping.retention import Retention
 from wfmd.ingest.committer import LogWriter
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import Store, StoredExecution, executions
@@ -29,6 +30,7 @@ class Services:
     version: str
     database_file: DatabaseFile
     indexer: SearchIndexer | None = None  # None: search indexing is switched off
+    retention: Retention | None = None  # None only in a daemon built without it (tests)
     pid: int = field(default_factory=os.getpid)
     started: float = field(default_factory=time.monotonic)
     follow_pages: SharedPages = field(init=False)

@@ -7,8 +7,11 @@ from typing import assert_never
 
 from wfmctl.protocol import (
     Cancel,
+    Delete,
     Error,
+    Export,
     Follow,
+    GetInfo,
     GetLogs,
     GetParams,
     GetStatus,
@@ -17,6 +20,7 @@ from wfmctl.protocol import (
     ListWorkflows,
     ParamHistory,
     Ping,
+    Prune,
     RequestType,
     Run,
     Search,
@@ -24,7 +28,7 @@ from wfmctl.protocol import (
     Stats,
     Wait,
 )
-from wfmd.api import admin, executions, imports, logs, search, workflows
+from wfmd.api import admin, executions, export, imports, logs, retention, search, workflows
 from wfmd.api.context import Services
 from wfmd.api.server import Send, shorten
 from wfmd.errors import Refused
@@ -69,6 +73,15 @@ class Dispatcher:
                     await send(await workflows.workflow_stats(s, request))
                 case ImportHistory():
                     await send(await imports.import_history(s, request))
+                # retention (issue 14)
+                case Prune():
+                    await send(await retention.prune(s, request))
+                case Delete():
+                    await send(await retention.delete(s, request))
+                case GetInfo():
+                    await send(await retention.info(s, request))
+                case Export():
+                    await export.export(s, request, send)
                 case Shutdown():
                     # Answered first: stopping closes every connection, this one too.
                     try:

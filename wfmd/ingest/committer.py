@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import trio
 
 from wfmd.ingest.lines import MAX_CHUNK, Chunk
+from wfmd.ingest.logcap import Cap, CappedLog
 from wfmd.ingest.pipes import PipeReader
 from wfmd.store import Finish, LogRow, StorageError, Store, now_ms, write_batch
 from wfmd.store.logs import row_key, split_key
@@ -31,6 +32,9 @@ BATCH_BYTES = 1024 * 1024
 # Stop reading children's pipes while this much is read but not committed (a slow or failing
 # disk): bounds memory.
 MAX_PENDING_BYTES = 16 * 1024 * 1024
+
+# No log cap: every line is kept.
+NO_CAP = Cap(None, None)
 
 # After a failed commit (disk full, I/O error) wait this long before trying the same batch
 # again; nothing is dropped.
@@ -50,6 +54,10 @@ class _Batch:
     size: int = 0
     first_at: float = 0.0
     tail: dict[int, LogRow] = field(default_factory=dict)  # last row of each execution
+    # The log cap (logcap.py): key ranges [lo, hi) to drop (rows of this batch in them are
+    # not written, committed ones are deleted), and each capped execution's marker.
+    drops: list[tuple[int, int]] = field(default_factory=list)
+    markers: dict[int, LogRow] = field(default_factory=dict)
 
 
 class LogWriter:
@@ -59,6 +67,7 @@ class LogWriter:
         *,
         commit_interval: float,
         on_failure: Callable[[BaseException], None] | None = None,
+        cap: Cap = NO_CAP,
     ) -> None:
         """`on_failure` is called (once, in the Trio thread) if the pipe reader thread fails,
         after everything it had read is committed; the writer then goes on committing
@@ -67,6 +76,8 @@ class LogWriter:
         """
         self._store = store
         self._commit_interval = commit_interval
+        self._cap = cap
+        self._capped: dict[int, CappedLog] = {}  # executions being written, if capped
         self._on_failure = on_failure
         # The pipe reader's failure, once everything it read is committed and it is reported.
         self.failure: BaseException | None = None
@@ -89,6 +100,8 @@ class LogWriter:
         """Start accepting lines for an execution."""
         self._next_seq[execution_id] = 0
         self._committed[execution_id] = 0
+        if self._cap.enabled:
+            self._capped[execution_id] = CappedLog(self._cap, execution_id)
 
     async def finish(self, finish: Finish) -> None:
         """Queue the execution's ending behind its lines and wait until it is committed.
@@ -187,17 +200,28 @@ class LogWriter:
                 last.data = bytearray(last.data)
             last.data += chunk.data
             last.lines += chunk.lines
+            row, new_row = last, False
         else:
             row = LogRow(
                 row_key(eid, seq), chunk.stream, chunk.ts, chunk.lines, chunk.event, chunk.data
             )
             batch.rows.append(row)
             batch.tail[eid] = row
+            new_row = True
+        capped = self._capped.get(eid)
+        if capped is not None:
+            dropped = capped.added(row, new_row, chunk.lines, len(chunk.data))
+            if dropped:
+                # Pending rows in these ranges are not written, committed ones are deleted
+                # in the next commit, with the marker as it now stands.
+                batch.drops += [(row_key(eid, lo), row_key(eid, hi)) for lo, hi in dropped]
+                batch.markers[eid] = capped.marker(chunk.ts)
         self._grew(len(chunk.data))
 
     def _add_finish(self, request: _FinishRequest) -> None:
         eid = request.finish.execution_id
         count = self._next_seq.pop(eid, 0)
+        self._capped.pop(eid, None)
         ended_at = request.finish.ended_at
         request.finish = dataclasses.replace(
             request.finish, log_count=count, ended_at=now_ms() if ended_at is None else ended_at
@@ -227,7 +251,7 @@ class LogWriter:
             failure = self.pipes.failure
             self._take()
             batch = self._batch
-            if batch.rows or batch.finishes:
+            if batch.rows or batch.finishes or batch.drops:
                 self._batch = _Batch()
                 self._has_data = trio.Event()
                 self._urgent = trio.Event()
@@ -254,9 +278,15 @@ class LogWriter:
 
     async def _commit(self, batch: _Batch) -> None:
         finishes = [r.finish for r in batch.finishes]
+        rows = batch.rows
+        if batch.drops:
+            rows = [r for r in rows if not any(lo <= r.key < hi for lo, hi in batch.drops)]
+        markers = list(batch.markers.values())
         while True:
             try:
-                await self._store.call(write_batch, batch.rows, finishes)
+                await self._store.call(
+                    write_batch, rows, finishes, drops=batch.drops, markers=markers
+                )
                 break
             except StorageError as exc:
                 if self.storage_error is None:

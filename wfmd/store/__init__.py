@@ -6,7 +6,7 @@ database's own threads; callers import what they pass to it from here.
 
 from __future__ import annotations
 
-from wfmd.store import executions, heartbeat, logs, search
+from wfmd.store import compression, executions, heartbeat, logs, retention, search
 from wfmd.store.database import DatabaseError
 from wfmd.store.executions import Finish, HistoryFilter, StoredExecution
 from wfmd.store.logs import LogRow
@@ -20,10 +20,12 @@ __all__ = [
     "StorageError",
     "Store",
     "StoredExecution",
+    "compression",
     "executions",
     "heartbeat",
     "logs",
     "now_ms",
+    "retention",
     "search",
     "status_and_logs",
     "write_batch",

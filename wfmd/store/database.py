@@ -20,6 +20,8 @@ import apsw
 import apsw.bestpractice
 import apsw.ext
 
+from wfmd.store.sqlar import sqlar_uncompress
+
 log = logging.getLogger(__name__)
 
 # A writer that finds the database busy (someone running `sqlite3` on it, a checkpoint) waits
@@ -133,6 +135,7 @@ def open_reader(path: Path) -> apsw.Connection:
     try:
         conn.set_busy_timeout(BUSY_TIMEOUT_MS)
         apsw.bestpractice.connection_dqs(conn)
+        _add_functions(conn)
         # A first read maps the WAL's shared memory now: a connection that maps it only once
         # the database file has been deleted fails every read (SQLITE_IOERR_FSTAT), and the
         # executions still running into that file could no longer be looked at.
@@ -162,12 +165,19 @@ def _open(path: Path) -> apsw.Connection:
             conn.pragma("page_size", PAGE_SIZE)
             conn.pragma("auto_vacuum", "INCREMENTAL")
         _apply_best_practice(conn)
+        _add_functions(conn)
         conn.wal_autocheckpoint(WAL_AUTOCHECKPOINT_BYTES // conn.pragma("page_size"))
         _migrate(conn, path, existed)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _add_functions(conn: apsw.Connection) -> None:
+    """The sqlite3 shell's `sqlar_uncompress`, which the log views use (see
+    schema/0009_compression.sql)."""
+    conn.create_scalar_function("sqlar_uncompress", sqlar_uncompress, 2, deterministic=True)
 
 
 # SQLite's own log messages (its diagnostics, e.g. "statement aborts ... disk is full").

@@ -107,8 +107,13 @@ def create(
         # created_at never decreases with id (a clock stepped back does not reorder history),
         # so a time range is an id range: see first_id_at_or_after.
         conn.execute(
-            "INSERT INTO executions (handle, workflow_id, workflow_name, status, reason,"
-            " created_at, timeout_ms, argv) VALUES (?, ?, ?, 'NotStarted',"
+            # The id is chosen here, not by SQLite, which would reuse a deleted largest one
+            # (retention_state; the log rows' keys are derived from it).
+            "INSERT INTO executions (id, handle, workflow_id, workflow_name, status, reason,"
+            " created_at, timeout_ms, argv) VALUES (1 + max("
+            "coalesce((SELECT max(id) FROM executions), 0),"
+            " coalesce((SELECT max_deleted_id FROM retention_state), 0)),"
+            " ?, ?, ?, 'NotStarted',"
             " 'waiting for a free slot',"
             " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?)",
             (handle, workflow_id, workflow_name, now, timeout_ms, json.dumps(list(argv))),

@@ -13,8 +13,9 @@ from typing import Any, Literal
 
 import apsw
 
-from wfmctl.protocol import LogEntry
+from wfmctl.protocol import ExportRow, LogEntry
 from wfmd.events import EVENT_MARKER, EVENT_TYPES, event_fields
+from wfmd.store.sqlar import unpack
 
 SEQ_BITS = 32
 SEQ_MASK = (1 << SEQ_BITS) - 1
@@ -61,6 +62,21 @@ def insert_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
     )
 
 
+def delete_ranges(conn: apsw.Connection, ranges: Iterable[tuple[int, int]]) -> None:
+    """Delete the rows with keys in each [lo, hi). The caller holds the transaction."""
+    conn.executemany("DELETE FROM execution_logs WHERE id >= ? AND id < ?", ranges)
+
+
+def replace_rows(conn: apsw.Connection, rows: Iterable[LogRow]) -> None:
+    """Insert, replacing a row of the same key (the log cap's marker). The caller holds the
+    transaction."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO execution_logs (id, stream, ts, lines, event, data)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        ((r.key, r.stream, r.ts, r.lines, r.event, bytes(r.data)) for r in rows),
+    )
+
+
 def _wire_size(line: str) -> int:
     """Bytes the line takes in a reply (UTF-8): invalid bytes became 3-byte U+FFFD."""
     return len(line) if line.isascii() else len(line.encode())
@@ -84,10 +100,13 @@ def as_bytes(data: object) -> bytes:
 
 
 def row_entries(row: Sequence[Any]) -> list[LogEntry]:
-    """A row's entries. Never fails on what the row holds: an event whose fields cannot be
-    decoded or served (rows stored before events were bounded: 1e400, an integer beyond 64
-    bits, deep nesting) is served as the raw stderr line it was printed as."""
-    key, stream, ts, _count, event, data = row
+    """A row's entries (the row as SELECT reads it). Never fails on what the row holds: an
+    event whose fields cannot be decoded or served (rows stored before events were bounded:
+    1e400, an integer beyond 64 bits, deep nesting) is served as the raw stderr line it was
+    printed as."""
+    key, stream, ts, _count, event, data, raw_size = row
+    if raw_size is not None and isinstance(data, bytes):
+        data = unpack(data, raw_size)
     first = key & SEQ_MASK
     stream_name = _STREAM_NAMES.get(stream, "stderr")
     seconds = ts / 1000.0 if isinstance(ts, int | float) else 0.0
@@ -114,7 +133,8 @@ def row_entries(row: Sequence[Any]) -> list[LogEntry]:
     return out
 
 
-SELECT = "SELECT id, stream, ts, lines, event, data FROM execution_logs"
+# A stored row as `row_entries` takes it; `raw_size` says whether `data` is compressed.
+SELECT = "SELECT id, stream, ts, lines, event, data, raw_size FROM execution_logs"
 
 
 def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int) -> list[LogEntry]:
@@ -159,6 +179,55 @@ def read_tail(conn: apsw.Connection, execution_id: int, count: int) -> list[LogE
             break
         out.append(entry)
     out.reverse()
+    return out
+
+
+def read_rows(
+    conn: apsw.Connection, execution_id: int, after_key: int, max_bytes: int
+) -> list[tuple[int, int, int, int, str | None, bytes]]:
+    """Stored rows (key, stream, ts, lines, event, data) with keys above `after_key`, in
+    order, up to about `max_bytes` of data (at least one row): what export streams."""
+    lo, hi = key_range(execution_id)
+    out = []
+    size = 0
+    for key, stream, ts, lines, event, data, raw_size in conn.execute(
+        f"{SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (max(lo, after_key + 1), hi)
+    ):
+        data = unpack(as_bytes(data), raw_size)
+        out.append((key, stream, ts if isinstance(ts, int) else 0, lines, event, data))
+        size += len(data)
+        if size >= max_bytes:
+            break
+    return out
+
+
+def export_rows(rows: Sequence[tuple[int, int, int, int, str | None, bytes]]) -> list[ExportRow]:
+    """Rows from `read_rows` as export sends and archives them: raw rows as stored, an
+    event decoded (or not) exactly as every log reader serves it."""
+    out = []
+    for row in rows:
+        key, stream, ts, _lines, event, data = row
+        if event is None:
+            out.append(
+                ExportRow(
+                    seq=key & SEQ_MASK,
+                    ts=ts / 1000.0,
+                    stream=_STREAM_NAMES.get(stream, "stderr"),
+                    data=data,
+                )
+            )
+            continue
+        for entry in row_entries((*row, None)):  # already unpacked
+            out.append(
+                ExportRow(
+                    seq=entry.seq,
+                    ts=entry.ts,
+                    stream=entry.stream,
+                    data=entry.line.encode() + b"\n",
+                    type=entry.type,
+                    event=entry.event,
+                )
+            )
     return out
 
 

@@ -21,10 +21,18 @@ from wfmd.events import EVENT_MARKER, event_fields
 from wfmd.store import logs
 from wfmd.store.database import transaction
 from wfmd.store.search_terms import Terms
+from wfmd.store.sqlar import unpack
 
 # Candidate rows one search request looks at before it returns what it found with a cursor:
 # bounds a request's time whatever the query (a word in every row, filters that exclude most).
 MAX_CANDIDATE_ROWS = 2_000
+
+# A row's data as printed, in SQL: compressed rows (see sqlar.py) through sqlar_uncompress,
+# which wfmd defines on its connections; the others as they are, without a call.
+_UNPACKED = (
+    "CASE WHEN l.raw_size IS NULL OR l.raw_size = length(l.data) THEN l.data"
+    " ELSE sqlar_uncompress(l.data, l.raw_size) END"
+)
 
 # The backlog is counted up to this many rows: beyond, "more than" is all anyone needs.
 BACKLOG_COUNT_CAP = 100_000
@@ -78,16 +86,16 @@ def index_batch(conn: apsw.Connection, max_bytes: int) -> int:
             return 0
         conn.execute(
             "INSERT INTO log_search (rowid, text)"
-            " SELECT l.id, CAST(l.data AS TEXT) FROM log_search_queue AS q"
+            f" SELECT l.id, CAST({_UNPACKED} AS TEXT) FROM log_search_queue AS q"
             " JOIN execution_logs AS l ON l.id = q.key"
             " WHERE q.key BETWEEN ? AND ? AND l.event IS NULL",
             (first, last),
         )
         for key in events:
-            event, data = conn.execute(
-                "SELECT event, data FROM execution_logs WHERE id = ?", (key,)
+            event, data, raw_size = conn.execute(
+                "SELECT event, data, raw_size FROM execution_logs WHERE id = ?", (key,)
             ).get
-            text = searchable_text(event, logs.as_bytes(data))
+            text = searchable_text(event, unpack(logs.as_bytes(data), raw_size))
             conn.execute("INSERT INTO log_search (rowid, text) VALUES (?, ?)", (key, text))
         conn.execute("DELETE FROM log_search_queue WHERE key BETWEEN ? AND ?", (first, last))
     return taken
@@ -153,7 +161,7 @@ def search(conn: apsw.Connection, terms: Terms, scope: Scope, limit: int) -> Fou
         if row is None:  # deleted since the index said so
             continue
         event = row[4]
-        data = logs.as_bytes(row[5])
+        data = unpack(logs.as_bytes(row[5]), row[6])
         lines = logs.split_lines(data)
         entries: list[LogEntry] | None = None
         for offset in reversed(_lines_to_check(data, lines, needle if event is None else None)):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -189,11 +189,23 @@ def _in_transaction(
     return result
 
 
-def write_batch(conn: apsw.Connection, rows: list[LogRow], finishes: list[Finish]) -> None:
+def write_batch(
+    conn: apsw.Connection,
+    rows: list[LogRow],
+    finishes: list[Finish],
+    *,
+    drops: Sequence[tuple[int, int]] = (),
+    markers: Sequence[LogRow] = (),
+) -> None:
     """Commit log rows and the endings they lead to, in one transaction: nobody ever sees an
-    execution finished without its last lines."""
+    execution finished without its last lines. The log cap's `drops` (key ranges [lo, hi)
+    to delete) and `markers` (rows replacing any of the same key) go in the same one."""
     with transaction(conn):
+        if drops:
+            logs.delete_ranges(conn, drops)
         logs.insert_rows(conn, rows)
+        if markers:
+            logs.replace_rows(conn, markers)
         executions.apply_finishes(conn, finishes)
 
 

@@ -262,6 +262,23 @@ def present(conn: apsw.Connection, handles: list[str]) -> set[str]:
     return found
 
 
+def _lowest_id(conn: apsw.Connection) -> int:
+    """The lowest execution id in use (1 when none is): by an execution, or by log rows
+    whose deletion retention has yet to finish (their keys hold the id)."""
+    lowest = conn.execute(
+        "SELECT min(1, coalesce((SELECT min(id) FROM executions), 1),"
+        " coalesce((SELECT min(execution_id) FROM pending_deletions), 1),"
+        " coalesce((SELECT min(id) >> 32 FROM execution_logs), 1))"
+    ).get
+    return int(lowest)
+
+
+def counts_by_workflow(conn: apsw.Connection) -> dict[str, int]:
+    """How many executions each workflow has in this database."""
+    rows = conn.execute("SELECT workflow_id, count(*) FROM executions GROUP BY workflow_id")
+    return {str(w): int(n) for w, n in rows}
+
+
 def oldest_created(conn: apsw.Connection) -> int | None:
     """When the oldest execution of this database was created (ids follow creation times)."""
     value = conn.execute("SELECT created_at FROM executions ORDER BY id LIMIT 1").get
@@ -275,8 +292,7 @@ def insert(conn: apsw.Connection, execution: SourceExecution, copied: CopiedLog)
     with transaction(conn):
         if conn.execute("SELECT 1 FROM executions WHERE handle = ?", (execution.handle,)).get:
             return False
-        lowest = conn.execute("SELECT min(id) FROM executions").get
-        eid = min(lowest if lowest is not None else 1, 1) - 1
+        eid = _lowest_id(conn) - 1
         last_ts = copied.rows[-1][2] if copied.rows else None
         ended = execution.ended_ms or max(execution.created_ms, last_ts or 0)
         conn.execute(

@@ -1,0 +1,82 @@
+"""Compression of cold history: the log rows of executions that ended more than
+`compress_after` ago, a few rows at a time, in the background (`store.compression`).
+
+Rows are read on the reader, compressed in a worker thread, and written back on the writer
+in one short transaction per step, sized like retention's (about STEP_SECONDS each), so
+ingestion never waits behind it. An execution is marked done once every row of it has been
+looked at; one interrupted (a kill, a shutdown) is simply taken up again by the next pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from wfmd.store import Store, compression, retention
+from wfmd.store.sqlar import pack
+
+# Executions fetched per query of those due.
+DUE_BATCH = 20
+
+# Rows per step to start from; each step doubles or halves it to take about STEP_SECONDS.
+FIRST_ROWS = 16
+MAX_ROWS = 1024
+STEP_SECONDS = 0.01
+
+
+@dataclass(slots=True)
+class Compressed:
+    rows: int = 0
+    bytes_before: int = 0  # the rows' data as printed
+    bytes_after: int = 0  # as stored now
+
+
+class Compressor:
+    """`compress_after` in seconds (None: never); `clock` gives now in ms."""
+
+    def __init__(
+        self, store: Store, compress_after: float | None, clock: Callable[[], int]
+    ) -> None:
+        self._store = store
+        self.compress_after = compress_after
+        self._clock = clock
+
+    async def run_pass(self) -> Compressed:
+        """Compress every execution that is due now. The caller holds retention's turn.
+
+        Cancellation: stops between two steps; each step is committed or not at all.
+        """
+        done = Compressed()
+        if self.compress_after is None:
+            return done
+        cutoff = self._clock() - int(self.compress_after * 1000)
+        while ids := await self._store.read(compression.due, cutoff, DUE_BATCH):
+            for eid in ids:
+                await self._execution(eid, done)
+        return done
+
+    async def _execution(self, eid: int, done: Compressed) -> None:
+        after = -1
+        size = FIRST_ROWS
+        while rows := await self._store.read(compression.rows_to_pack, eid, after, size):
+            packed = await trio.to_thread.run_sync(_pack_all, rows)
+            _, elapsed = await self._store.call(retention.timed, compression.store_packed, packed)
+            done.rows += len(rows)
+            done.bytes_before += sum(raw for _, _, raw in packed)
+            done.bytes_after += sum(len(data) for _, data, _ in packed)
+            after = rows[-1][0]
+            if elapsed > STEP_SECONDS:
+                size = max(1, size // 2)
+            elif elapsed < STEP_SECONDS / 2:
+                size = min(MAX_ROWS, size * 2)
+        await self._store.call(compression.mark_done, eid)
+
+
+def _pack_all(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes, int]]:
+    out = []
+    for key, data in rows:
+        stored, raw = pack(data)
+        out.append((key, stored, raw))
+    return out

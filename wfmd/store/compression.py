@@ -1,0 +1,62 @@
+"""Compression of cold history: log rows in SQLite's sqlar format (schema/0009_compression.sql).
+
+A row's `data` is zlib-compressed (`zlib.compress`, as sqlar's own `sqlar_compress`) only
+when that makes it smaller; `raw_size` is then its length as printed, and equals
+`length(data)` when it was kept as is. The stock `sqlite3` shell reads either with its
+built-in `sqlar_uncompress(data, raw_size)`; `sqlar.unpack` is the same for wfmd's readers.
+Rows of finished executions never change, so compressing one is a single UPDATE that
+either happened or did not: readers never see anything in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
+
+import apsw
+
+from wfmd.store.database import transaction
+from wfmd.store.logs import key_range
+
+
+def due(conn: apsw.Connection, ended_before_ms: int, limit: int) -> list[int]:
+    """Finished executions that ended before `ended_before_ms` and are not compressed yet,
+    those that ended first first."""
+    return [
+        cast(int, eid)
+        for (eid,) in conn.execute(
+            "SELECT id FROM executions WHERE logs_compressed = 0 AND ended_at < ?"
+            " AND status IN ('Completed', 'Failed', 'Cancelled') ORDER BY ended_at LIMIT ?",
+            (ended_before_ms, limit),
+        )
+    ]
+
+
+def rows_to_pack(
+    conn: apsw.Connection, execution_id: int, after_key: int, limit: int
+) -> list[tuple[int, bytes]]:
+    """Up to `limit` rows (key, data) of the execution never looked at, keys above
+    `after_key`."""
+    lo, hi = key_range(execution_id)
+    return [
+        (cast(int, key), bytes(cast(bytes, data)))
+        for key, data in conn.execute(
+            "SELECT id, data FROM execution_logs WHERE id BETWEEN ? AND ? AND raw_size IS NULL"
+            " AND typeof(data) = 'blob' ORDER BY id LIMIT ?",
+            (max(lo, after_key + 1), hi, limit),
+        )
+    ]
+
+
+def store_packed(conn: apsw.Connection, packed: Sequence[tuple[int, bytes, int]]) -> None:
+    """Replace rows' data by what `pack` made of it, in one transaction."""
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE execution_logs SET data = ?, raw_size = ? WHERE id = ? AND raw_size IS NULL",
+            ((data, size, key) for key, data, size in packed),
+        )
+
+
+def mark_done(conn: apsw.Connection, execution_id: int) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE executions SET logs_compressed = 1 WHERE id = ?", (execution_id,))

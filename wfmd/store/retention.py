@@ -1,0 +1,394 @@
+"""Retention's SQL: which finished executions a policy removes, deleting them a little at a
+time, giving the space back (incremental vacuum), and the record of each run.
+
+Deleting is two steps. `begin_delete` removes the executions' rows (their parameters go with
+them) and lists their ids in `pending_deletions`, in one transaction: from then on they are
+gone for every reader. `delete_pending_logs` then deletes their log rows a few hundred at a
+time, each call one short transaction, so that the writer's group commits slip in between.
+A daemon killed between the two finds the list and carries on (see schema/0008_retention.sql).
+NotStarted and Running executions are never removed: every statement here checks the status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Concatenate, ParamSpec, TypeVar, cast
+
+import apsw
+
+from wfmd.store.database import transaction
+from wfmd.store.logs import key_range
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+FINISHED = "('Completed', 'Failed', 'Cancelled')"
+
+# Records of retention runs kept: a year of hourly runs is 8,760; these are for `wfmctl info`.
+KEEP_RUN_RECORDS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Age and count limits of a set of executions; None disables one."""
+
+    max_age_ms: int | None = None
+    max_executions: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """`default` covers every workflow without an entry in `workflows`; each of those is held
+    to its own limits only. `workflow_id` restricts the policy to one workflow."""
+
+    default: Limits = Limits()
+    workflows: dict[str, Limits] = field(default_factory=dict)
+    workflow_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A finished execution a policy removes."""
+
+    id: int
+    handle: str
+    workflow_id: str
+    ended_ms: int
+    log_count: int
+
+
+_CANDIDATE = "SELECT id, handle, workflow_id, ended_at, log_count FROM executions"
+
+
+def _candidates(conn: apsw.Connection, sql: str, args: Sequence[object]) -> list[Candidate]:
+    return [Candidate(*row) for row in conn.execute(sql, args)]
+
+
+def select(conn: apsw.Connection, policy: Policy, now_ms: int) -> list[Candidate]:
+    """Every finished execution that `policy` removes at `now_ms`, oldest first."""
+    found: dict[int, Candidate] = {}
+    if policy.workflow_id is not None:
+        limits = policy.workflows.get(policy.workflow_id, policy.default)
+        groups: list[tuple[str, list[object], Limits]] = [
+            ("workflow_id = ?", [policy.workflow_id], limits)
+        ]
+    else:
+        own = sorted(policy.workflows)
+        marks = ", ".join("?" * len(own))
+        others = f"workflow_id NOT IN ({marks})" if own else "1"
+        groups = [(others, list(own), policy.default)]
+        groups += [("workflow_id = ?", [w], policy.workflows[w]) for w in own]
+    for where, args, limits in groups:
+        for c in _over_limits(conn, where, args, limits, now_ms):
+            found[c.id] = c
+    return sorted(found.values(), key=lambda c: c.id)
+
+
+def _over_limits(
+    conn: apsw.Connection, where: str, args: list[object], limits: Limits, now_ms: int
+) -> list[Candidate]:
+    out: list[Candidate] = []
+    if limits.max_age_ms is not None:
+        cutoff = now_ms - limits.max_age_ms
+        # ended_at >= created_at: the created_at index bounds the scan to old executions.
+        out += _candidates(
+            conn,
+            f"{_CANDIDATE} WHERE {where} AND created_at < ? AND ended_at < ?"
+            f" AND status IN {FINISHED} ORDER BY id",
+            (*args, cutoff, cutoff),
+        )
+    if limits.max_executions is not None:
+        out += beyond_newest(conn, where, args, limits.max_executions)
+    return out
+
+
+def beyond_newest(
+    conn: apsw.Connection, where: str, args: Sequence[object], keep: int
+) -> list[Candidate]:
+    """Finished executions matching `where` older than the newest `keep` of them (of any
+    status: a Running one counts toward `keep`, but is never removed)."""
+    if keep == 0:
+        cutoff = None
+    else:
+        cutoff = conn.execute(
+            f"SELECT id FROM executions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET ?",
+            (*args, keep - 1),
+        ).get
+        if cutoff is None:
+            return []
+    bound = "" if cutoff is None else " AND id < ?"
+    extra = () if cutoff is None else (cutoff,)
+    return _candidates(
+        conn,
+        f"{_CANDIDATE} WHERE {where}{bound} AND status IN {FINISHED} ORDER BY id",
+        (*args, *extra),
+    )
+
+
+def choose(
+    conn: apsw.Connection,
+    policy: Policy,
+    now_ms: int,
+    *,
+    older_than_ms: int | None = None,
+    keep: int | None = None,
+) -> list[Candidate]:
+    """What one prune removes: with `older_than_ms` or `keep`, those (either suffices) of
+    `policy.workflow_id`'s executions, or everyone's; else what `policy` removes."""
+    if older_than_ms is None and keep is None:
+        return select(conn, policy, now_ms)
+    found: dict[int, Candidate] = {}
+    if older_than_ms is not None:
+        found.update(
+            (c.id, c) for c in older_than(conn, now_ms - older_than_ms, policy.workflow_id)
+        )
+    if keep is not None:
+        found.update((c.id, c) for c in keep_newest(conn, keep, policy.workflow_id))
+    return sorted(found.values(), key=lambda c: c.id)
+
+
+def older_than(conn: apsw.Connection, cutoff_ms: int, workflow_id: str | None) -> list[Candidate]:
+    """Finished executions (of one workflow, or any) that ended before `cutoff_ms`."""
+    where, args = _workflow_where(workflow_id)
+    return _candidates(
+        conn,
+        f"{_CANDIDATE} WHERE {where} AND created_at < ? AND ended_at < ?"
+        f" AND status IN {FINISHED} ORDER BY id",
+        (*args, cutoff_ms, cutoff_ms),
+    )
+
+
+def keep_newest(conn: apsw.Connection, keep: int, workflow_id: str | None) -> list[Candidate]:
+    where, args = _workflow_where(workflow_id)
+    return beyond_newest(conn, where, args, keep)
+
+
+def oldest_finished(
+    conn: apsw.Connection, limit: int, workflow_id: str | None, after_id: int = 0
+) -> list[Candidate]:
+    """The `limit` oldest finished executions with ids above `after_id`: the size limit
+    removes these first."""
+    where, args = _workflow_where(workflow_id)
+    return _candidates(
+        conn,
+        f"{_CANDIDATE} WHERE {where} AND id > ? AND status IN {FINISHED} ORDER BY id LIMIT ?",
+        (*args, after_id, limit),
+    )
+
+
+def _workflow_where(workflow_id: str | None) -> tuple[str, list[object]]:
+    return ("1", []) if workflow_id is None else ("workflow_id = ?", [workflow_id])
+
+
+def log_bytes(conn: apsw.Connection, ids: Iterable[int]) -> int:
+    """Bytes of log data the executions hold (what a dry run of the size limit estimates)."""
+    total = 0
+    for eid in ids:
+        lo, hi = key_range(eid)
+        total += cast(
+            int,
+            conn.execute(
+                "SELECT coalesce(sum(length(data)), 0) FROM execution_logs"
+                " WHERE id BETWEEN ? AND ?",
+                (lo, hi),
+            ).get,
+        )
+    return total
+
+
+# --------------------------------------------------------------------------- deleting
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """What `begin_delete` removed."""
+
+    ids: list[int]
+    log_entries: int
+
+
+def begin_delete(
+    conn: apsw.Connection, ids: Sequence[int], archived: Mapping[str, int] | None = None
+) -> Begun:
+    """Remove the executions (if still there and finished) with their parameters, and list
+    them for `delete_pending_logs`, in one transaction; with `archived` (archive file name ->
+    its synced size, holding these executions), record the archive files' sizes in it too."""
+    removed: list[int] = []
+    entries = 0
+    with transaction(conn):
+        for name, size in (archived or {}).items():
+            conn.execute(
+                "INSERT INTO archive_files (name, size) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET size = excluded.size",
+                (name, size),
+            )
+        for eid in ids:
+            row = conn.execute(
+                f"SELECT log_count FROM executions WHERE id = ? AND status IN {FINISHED}", (eid,)
+            ).get
+            if row is None:
+                continue
+            conn.execute("DELETE FROM execution_params WHERE execution_id = ?", (eid,))
+            conn.execute("DELETE FROM executions WHERE id = ?", (eid,))
+            conn.execute(
+                "INSERT OR IGNORE INTO pending_deletions (execution_id) VALUES (?)", (eid,)
+            )
+            removed.append(eid)
+            entries += cast(int, row)
+        if removed:
+            conn.execute(
+                "UPDATE retention_state SET max_deleted_id = max(max_deleted_id, ?)",
+                (max(removed),),
+            )
+    return Begun(removed, entries)
+
+
+def archive_size(conn: apsw.Connection, name: str) -> int:
+    """An archive file's size as of the last deletion that committed (0: none yet)."""
+    value = conn.execute("SELECT size FROM archive_files WHERE name = ?", (name,)).get
+    return 0 if value is None else cast(int, value)
+
+
+def archive_sizes(conn: apsw.Connection) -> list[tuple[str, int]]:
+    return [
+        (cast(str, n), cast(int, s))
+        for n, s in conn.execute("SELECT name, size FROM archive_files")
+    ]
+
+
+def pending(conn: apsw.Connection) -> int:
+    """How many deleted executions still have log rows to delete."""
+    return cast(int, conn.execute("SELECT count(*) FROM pending_deletions").get)
+
+
+def delete_pending_logs(conn: apsw.Connection, max_rows: int) -> tuple[int, bool]:
+    """Delete up to `max_rows` log rows of the first pending deletion, in one transaction.
+    Returns (rows deleted, whether nothing is pending any more)."""
+    with transaction(conn):
+        eid = conn.execute(
+            "SELECT execution_id FROM pending_deletions ORDER BY execution_id LIMIT 1"
+        ).get
+        if eid is None:
+            return 0, True
+        lo, hi = key_range(cast(int, eid))
+        end = conn.execute(
+            "SELECT id FROM execution_logs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?",
+            (lo, hi, max_rows),
+        ).get
+        if end is None:
+            conn.execute("DELETE FROM execution_logs WHERE id BETWEEN ? AND ?", (lo, hi))
+            deleted = conn.changes()
+            conn.execute("DELETE FROM pending_deletions WHERE execution_id = ?", (eid,))
+            more = conn.execute("SELECT 1 FROM pending_deletions LIMIT 1").get is not None
+            return deleted, not more
+        conn.execute("DELETE FROM execution_logs WHERE id >= ? AND id < ?", (lo, end))
+        return conn.changes(), False
+
+
+def timed(
+    conn: apsw.Connection,
+    fn: Callable[Concatenate[apsw.Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> tuple[T, float]:
+    """`fn(conn, *args)` and the seconds it took: retention sizes its steps by it."""
+    started = time.perf_counter()
+    result = fn(conn, *args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- space
+
+
+@dataclass(frozen=True, slots=True)
+class Pages:
+    page_size: int
+    page_count: int
+    freelist: int
+
+    @property
+    def in_use(self) -> int:
+        """Bytes of pages holding data: the file's size less its free pages."""
+        return (self.page_count - self.freelist) * self.page_size
+
+
+def pages(conn: apsw.Connection) -> Pages:
+    return Pages(
+        page_size=cast(int, conn.pragma("page_size")),
+        page_count=cast(int, conn.pragma("page_count")),
+        freelist=cast(int, conn.pragma("freelist_count")),
+    )
+
+
+def incremental_vacuum(conn: apsw.Connection, max_pages: int) -> int:
+    """Give up to `max_pages` free pages back to the file system (auto_vacuum=INCREMENTAL;
+    a no-op otherwise); the file shrinks at the next checkpoint. Returns the free pages left."""
+    conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
+    return cast(int, conn.pragma("freelist_count"))
+
+
+def auto_vacuum(conn: apsw.Connection) -> str:
+    mode = cast(int, conn.pragma("auto_vacuum"))
+    return {0: "none", 1: "full", 2: "incremental"}.get(mode, str(mode))
+
+
+# --------------------------------------------------------------------------- the record
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    started_ms: int
+    duration_ms: int
+    trigger: str
+    executions_removed: int
+    log_entries_removed: int
+    bytes_freed: int
+    bytes_compressed: int = 0
+
+
+def record_run(conn: apsw.Connection, run: RunRecord) -> None:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO retention_runs (started_at, duration_ms, trigger, executions_removed,"
+            " log_entries_removed, bytes_freed, bytes_compressed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.started_ms,
+                run.duration_ms,
+                run.trigger,
+                run.executions_removed,
+                run.log_entries_removed,
+                run.bytes_freed,
+                run.bytes_compressed,
+            ),
+        )
+        conn.execute(
+            "DELETE FROM retention_runs WHERE id <= (SELECT max(id) FROM retention_runs) - ?",
+            (KEEP_RUN_RECORDS,),
+        )
+
+
+def last_run(conn: apsw.Connection, trigger: str | None = None) -> RunRecord | None:
+    where = "" if trigger is None else "WHERE trigger = ?"
+    row = conn.execute(
+        "SELECT started_at, duration_ms, trigger, executions_removed, log_entries_removed,"
+        f" bytes_freed, bytes_compressed FROM retention_runs {where} ORDER BY id DESC LIMIT 1",
+        () if trigger is None else (trigger,),
+    ).get
+    return None if row is None else RunRecord(*cast(Sequence[int], row))  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- info
+
+
+def counts_by_status(conn: apsw.Connection) -> dict[str, int]:
+    return {
+        cast(str, status): cast(int, n)
+        for status, n in conn.execute("SELECT status, count(*) FROM executions GROUP BY status")
+    }
+
+
+def oldest_id(conn: apsw.Connection) -> int | None:
+    value = conn.execute("SELECT min(id) FROM executions").get
+    return None if value is None else cast(int, value)
