@@ -35,6 +35,7 @@ from wfmctl.protocol import (
     ImportReport,
     LogEntry,
     LogPage,
+    LogRows,
     ParamHistoryReply,
     ParamsReply,
     Pong,
@@ -320,6 +321,20 @@ class Client:
             page = self.logs(handle, after=after, limit=limit)
             yield page
             if page.finished or not page.entries or page.next_after == after:
+                return
+            after = page.next_after
+
+    def log_rows(self, handle: str, after: int = -1) -> LogRows:
+        """The entries after `after` as stored rows, a few MiB per reply (see PROTOCOL.md)."""
+        return self._expect(protocol.GetLogRows(handle=handle, after=after), LogRows)
+
+    def log_row_pages(self, handle: str, after: int = -1) -> Iterator[LogRows]:
+        """Pages of rows of every entry after `after` that exists now: the fast way to read a
+        whole log. Always yields at least one page."""
+        while True:
+            page = self.log_rows(handle, after)
+            yield page
+            if page.finished or not page.rows or page.next_after == after:
                 return
             after = page.next_after
 

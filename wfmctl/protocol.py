@@ -181,6 +181,14 @@ class GetLogs(Request, frozen=True, tag="logs"):
     tail: Count | None = None
 
 
+class GetLogRows(Request, frozen=True, tag="log_rows"):
+    """The entries after `after` as stored rows (`ExportRow`), a few MiB per reply: the fast
+    way to read a whole log, which `wfmctl logs` uses."""
+
+    handle: Handle
+    after: Seq = -1
+
+
 class Follow(Request, frozen=True, tag="follow"):
     """Stream entries after `after` until the execution ends; then a final `Finished`."""
 
@@ -290,6 +298,7 @@ RequestType = (
     | Run
     | GetStatus
     | GetLogs
+    | GetLogRows
     | Follow
     | Wait
     | Cancel
@@ -527,6 +536,12 @@ class ExportEnd(Response, frozen=True, tag="export_end"):
     entries: int  # entries sent
 
 
+class LogRows(Response, frozen=True, tag="log_rows"):
+    rows: list[ExportRow]  # the entries after the request's `after`, in order
+    next_after: int  # pass as `after` to continue
+    finished: bool  # the execution has ended and `rows` reach its last line
+
+
 ResponseType = (
     Hello
     | Error
@@ -535,6 +550,7 @@ ResponseType = (
     | Accepted
     | StatusReply
     | LogPage
+    | LogRows
     | LogBatch
     | Finished
     | HistoryPage

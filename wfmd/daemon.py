@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -174,6 +175,7 @@ async def serve(
                 failed = await _serve(config, store, signals, systemd, inherited, task_status)
             finally:
                 await store.close()
+    _stop_waking_trio()
     if failed is not None:
         raise InternalFailure(
             f"wfmd stopped because its pipe reader thread failed ({type(failed).__name__}: "
@@ -362,6 +364,14 @@ def _ignore_late_signals() -> None:
     """
     for signum in STOP_SIGNALS:
         signal.signal(signum, _late_signal)
+
+
+def _stop_waking_trio() -> None:
+    """At the very end: Trio closes its signal wake-up socket before it stops pointing
+    signals at it, and a signal in between makes Python print a traceback to stderr (seen in
+    test_hardening_signals' storm). Late signals are ignored anyway: nothing needs waking."""
+    if threading.current_thread() is threading.main_thread():
+        signal.set_wakeup_fd(-1)
 
 
 def _late_signal(signum: int, _frame: object) -> None:

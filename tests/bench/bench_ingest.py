@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import shutil
 import signal
 import statistics
@@ -35,6 +36,7 @@ LINE_BYTES = 80  # "~80 bytes" per line, newline included
 BARS = {"chunked": 1_200_000, "per_line": 900_000}
 MAX_DB_RATIO = 1.15
 MAX_RSS_MB = 100
+MIN_LOGS_LINES_PER_S = 1_000_000  # `wfmctl logs HANDLE | cat` of the finished execution
 MIN_INDEXING_SHARE = 0.9  # ingestion rate with search indexing on / off (medians)
 MAX_INDEX_CATCHUP_S = 5.0  # from the last line committed to every line searchable
 INDEXING_ROUNDS = 3  # on/off pairs (full mode; one in --quick)
@@ -141,6 +143,7 @@ class Result:
     rss_peak_mb: float
     addressable: bool
     index_catchup: float  # seconds from the run's end until every line is searchable
+    logs_seconds: float  # `wfmctl logs HANDLE | cat > /dev/null`, the whole log
 
 
 def start_daemon(
@@ -265,6 +268,7 @@ def measure(
             assert done.status == "Completed", done
             assert done.log_count == count, (done.log_count, count)
             catchup = wait_indexed(client)
+            logs_seconds = read_back(root / "wfmd.sock", handle)
             addressable = True
             for seq in [0, count - 1, *random.sample(range(count), 50)]:
                 page = client.logs(handle, after=seq - 1, limit=1)
@@ -274,7 +278,18 @@ def measure(
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
-    return Result(mode, seconds, base, db_size(root) - db_before, rss, addressable, catchup)
+    return Result(
+        mode, seconds, base, db_size(root) - db_before, rss, addressable, catchup, logs_seconds
+    )
+
+
+def read_back(sock: Path, handle: str) -> float:
+    """Seconds for `wfmctl logs HANDLE` into a pipe (`cat` writes it to /dev/null)."""
+    wfmctl = shlex.quote(str(Path(sys.executable).parent / "wfmctl"))
+    env = dict(os.environ, WFM_SOCKET=str(sock))
+    began = time.perf_counter()
+    subprocess.run(f"{wfmctl} logs {handle} | cat > /dev/null", shell=True, check=True, env=env)
+    return time.perf_counter() - began
 
 
 def indexing_share(child: list[str], count: int, work: Path, rounds: int) -> list[str]:
@@ -318,6 +333,7 @@ def main() -> int:
         header = (
             f"{'case':<9} {'wfmd lines/s':>13} {'pipe->cat lines/s':>18} {'ratio':>6} "
             f"{'bar':>10} {'db/raw':>7} {'peak RSS':>9} {'seq ok':>6} {'indexed in':>10}"
+            f" {'logs|cat lines/s':>16}"
         )
         print(header)
         for mode in ("chunked", "per_line"):
@@ -328,7 +344,7 @@ def main() -> int:
             print(
                 f"{mode:<9} {rate:>13,.0f} {base_rate:>18,.0f} {rate / base_rate:>6.2f} "
                 f"{BARS[mode]:>10,} {ratio:>7.3f} {r.rss_peak_mb:>7.1f}MB {r.addressable!s:>6}"
-                f" {r.index_catchup:>9.2f}s"
+                f" {r.index_catchup:>9.2f}s {count / r.logs_seconds:>16,.0f}"
             )
             if rate < BARS[mode]:
                 failed.append(f"{mode}: {rate:,.0f} lines/s < {BARS[mode]:,}")
@@ -338,6 +354,8 @@ def main() -> int:
                 failed.append(f"{mode}: peak RSS {r.rss_peak_mb:.0f} MB > {MAX_RSS_MB}")
             if not r.addressable:
                 failed.append(f"{mode}: lines not addressable by seq")
+            if count / r.logs_seconds < MIN_LOGS_LINES_PER_S:
+                failed.append(f"{mode}: logs read back at {count / r.logs_seconds:,.0f} lines/s")
             if r.index_catchup > MAX_INDEX_CATCHUP_S:
                 failed.append(f"{mode}: indexed {r.index_catchup:.1f} s after its end")
         failed += indexing_share(child, count, work, 1 if args.quick else INDEXING_ROUNDS)

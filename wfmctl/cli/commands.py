@@ -82,6 +82,21 @@ class View:
             self.out.write("\n".join(texts) + "\n")
         self.out.flush()
 
+    def rows(self, rows: list[protocol.ExportRow]) -> None:
+        """Stored rows as `logs` prints them: lines as printed, events rendered; in one write."""
+        parts = []
+        for row in rows:
+            if row.type == "raw_output" or row.event is None:
+                text = row.data.decode("utf-8", "replace")
+                parts.append(text if text.endswith("\n") else text + "\n")
+            else:
+                parts.append(render.render_event(row.type, row.event) + "\n")
+        text = "".join(parts)
+        if self.escape_out:
+            text = "\n".join(terminal.escape(line) for line in text.split("\n"))
+        self.out.write(text)
+        self.out.flush()
+
     def note(self, text: str) -> None:
         """Commentary that is not the command's output (stderr, so pipes stay clean)."""
         if self.escape_err:
@@ -185,18 +200,18 @@ def cmd_logs(client: Client, args: Args, view: View) -> int:
         else:
             print_entries(page.entries, view)
         return EXIT_OK
-    # Everything after `after`, page by page: printed as it arrives, collected for --json.
+    if not view.json:  # stored rows in bulk: no object per line
+        for rows in client.log_row_pages(handle, -1 if args.after is None else args.after):
+            view.rows(rows.rows)
+        return EXIT_OK
+    # Everything after `after`, page by page, collected for one JSON document.
     collected: list[LogEntry] = []
     last: LogPage | None = None
     for page in client.log_pages(handle, after=args.after):
         last = page
-        if view.json:
-            collected.extend(page.entries)
-        else:
-            print_entries(page.entries, view)
-    if view.json:
-        assert last is not None  # log_pages yields at least one page
-        view.doc(LogPage(entries=collected, next_after=last.next_after, finished=last.finished))
+        collected.extend(page.entries)
+    assert last is not None  # log_pages yields at least one page
+    view.doc(LogPage(entries=collected, next_after=last.next_after, finished=last.finished))
     return EXIT_OK
 
 

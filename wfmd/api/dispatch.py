@@ -12,6 +12,7 @@ from wfmctl.protocol import (
     Export,
     Follow,
     GetInfo,
+    GetLogRows,
     GetLogs,
     GetParams,
     GetStatus,
@@ -65,6 +66,8 @@ class Dispatcher:
                     await send(await executions.history(s, request))
                 case GetLogs():
                     await send(await logs.page(s, request))
+                case GetLogRows():
+                    await send(await logs.rows(s, request))
                 case Follow():
                     await logs.follow(s, request, send)
                 case Search():

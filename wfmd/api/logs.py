@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from wfmctl.protocol import FINISHED_STATUSES, Finished, Follow, GetLogs, LogPage
+from wfmctl.protocol import (
+    FINISHED_STATUSES,
+    Finished,
+    Follow,
+    GetLogRows,
+    GetLogs,
+    LogPage,
+    LogRows,
+)
 from wfmd.api.context import Services
 from wfmd.api.server import Send
 from wfmd.store import logs
@@ -24,6 +32,22 @@ async def page(s: Services, request: GetLogs) -> LogPage:
     info = s.live(stored)
     finished = info.status in FINISHED_STATUSES and next_after + 1 >= info.log_count
     return LogPage(entries=entries, next_after=next_after, finished=finished)
+
+
+# Log data per `log_rows` reply: large enough that per-reply costs vanish, well below a frame.
+ROWS_PAGE_BYTES = 4 * 1024 * 1024
+
+
+async def rows(s: Services, request: GetLogRows) -> LogRows:
+    stored = await s.resolve(request.handle)
+    found = await s.store.read(logs.read_rows_after, stored.id, request.after, ROWS_PAGE_BYTES)
+    next_after = request.after
+    if found:
+        key, _stream, _ts, lines, _event, _data = found[-1]
+        next_after = (key & logs.SEQ_MASK) + lines - 1
+    info = s.live(stored)
+    finished = info.status in FINISHED_STATUSES and next_after + 1 >= info.log_count
+    return LogRows(rows=logs.export_rows(found), next_after=next_after, finished=finished)
 
 
 async def follow(s: Services, request: Follow, send: Send) -> None:

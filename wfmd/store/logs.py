@@ -137,17 +137,24 @@ def row_entries(row: Sequence[Any]) -> list[LogEntry]:
 SELECT = "SELECT id, stream, ts, lines, event, data, raw_size FROM execution_logs"
 
 
-def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int) -> list[LogEntry]:
-    """Up to `limit` entries with seq > `after`, in order."""
-    lo, hi = key_range(execution_id)
+def _start(conn: apsw.Connection, execution_id: int, after: int) -> tuple[int, int]:
+    """Where reading the entries after `after` begins: (the key of the row holding the
+    first of them, which may start before it; the key that entry would have)."""
+    lo, _hi = key_range(execution_id)
     first_wanted = row_key(execution_id, after + 1) if after >= 0 else lo
-    # The row holding `after + 1` may start before it: begin at the last row at or below it.
     start = conn.execute(
         "SELECT max(id) FROM execution_logs WHERE id BETWEEN ? AND ?", (lo, first_wanted)
     ).get
+    return (lo if start is None else int(start)), first_wanted
+
+
+def read_after(conn: apsw.Connection, execution_id: int, after: int, limit: int) -> list[LogEntry]:
+    """Up to `limit` entries with seq > `after`, in order."""
+    _lo, hi = key_range(execution_id)
+    start, _first_wanted = _start(conn, execution_id, after)
     out: list[LogEntry] = []
     size = 0
-    for row in conn.execute(f"{SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (start or lo, hi)):
+    for row in conn.execute(f"{SELECT} WHERE id BETWEEN ? AND ? ORDER BY id", (start, hi)):
         for entry in row_entries(row):
             if entry.seq <= after:
                 continue
@@ -199,6 +206,24 @@ def read_rows(
         if size >= max_bytes:
             break
     return out
+
+
+def read_rows_after(
+    conn: apsw.Connection, execution_id: int, after: int, max_bytes: int
+) -> list[tuple[int, int, int, int, str | None, bytes]]:
+    """`read_rows` from the entry after `after`: the row holding it may start before it, and
+    is cut to begin there."""
+    start, first_wanted = _start(conn, execution_id, after)
+    rows = read_rows(conn, execution_id, start - 1, max_bytes)
+    if rows and rows[0][0] < first_wanted:
+        key, stream, ts, lines, event, data = rows[0]
+        skip = first_wanted - key
+        kept = split_lines(data)[skip:]
+        tail = b"\n".join(kept) + (b"\n" if data.endswith(b"\n") else b"")
+        rows[0] = (first_wanted, stream, ts, lines - skip, event, tail)
+        if not kept:
+            rows.pop(0)
+    return rows
 
 
 def export_rows(rows: Sequence[tuple[int, int, int, int, str | None, bytes]]) -> list[ExportRow]:
