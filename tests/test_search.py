@@ -86,6 +86,25 @@ def test_words_phrases_prefixes_and_filters(make_daemon: MakeDaemon, workflow_di
     assert ">    200  ERROR disk full on /dev/sda: beta" in text.stdout
 
 
+def test_regex_in_wfmctl(make_daemon: MakeDaemon, workflow_dir: Path) -> None:
+    write_workflow(workflow_dir, "printer", PRINTER, metadata("printer", text_field("text")))
+    daemon = make_daemon().start()
+    first = daemon.run_and_wait("printer", text="alpha")
+    second = daemon.run_and_wait("printer", text="beta")
+    found = search(daemon, "--regex", r"disk\s+full on /dev/sd[a-z]: (alpha|beta)$")
+    assert [h["handle"] for h in found["hits"]] == [second, first]
+    assert found["hits"][0]["entry"]["line"] == "ERROR disk full on /dev/sda: beta"
+    assert found["hits"][0]["entry"]["seq"] == 200
+    one = search(daemon, "--regex", "^filler line 1[0-9]{2} ", "--handle", first, "-C", "1")
+    assert [h["entry"]["seq"] for h in one["hits"][:2]] == [199, 198]
+    assert [e["seq"] for e in one["hits"][0]["after"]] == [200]
+    assert len(one["hits"]) == 20  # the default limit
+    for bad in (["--regex", "("], ["disk", "--regex", "x"], []):
+        refused = daemon.wfmctl("search", *bad)
+        assert refused.returncode == 2, (bad, refused.stderr)
+        assert "Traceback" not in refused.stderr
+
+
 def test_paging_walks_every_match_once(make_daemon: MakeDaemon, workflow_dir: Path) -> None:
     body = "for i in range(5000):\n    print(f'needle {i}' if i % 7 == 0 else f'hay {i}')\n"
     write_workflow(workflow_dir, "many", body, metadata("many"))

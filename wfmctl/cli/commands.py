@@ -315,6 +315,11 @@ def cmd_service(client: Client | None, args: Args, view: View) -> int:
 
 
 def cmd_search(client: Client, args: Args, view: View) -> int:
+    if (args.query is None) == (args.regex is None):
+        view.note("wfmctl search: give either QUERY or --regex PATTERN (see --help)")
+        return EXIT_USAGE
+    if args.regex is not None:
+        return _regex_search(client, args, view)
     page = client.search(
         args.query,
         workflow_id=args.workflow,
@@ -334,6 +339,35 @@ def cmd_search(client: Client, args: Args, view: View) -> int:
         view.note(f"(the newest {page.backlog:,} log rows are not indexed yet)")
     if page.next_before is not None:
         view.note(f"(more: repeat with --before {page.next_before})")
+    return EXIT_OK
+
+
+def _regex_search(client: Client, args: Args, view: View) -> int:
+    from wfmctl.cli import regex_search  # lazy: only --regex needs it
+
+    try:
+        pattern = regex_search.compile_pattern(args.regex)
+    except ValueError as exc:
+        view.note(f"wfmctl search: {exc}")
+        return EXIT_USAGE
+    hits, stopped = regex_search.regex_search(
+        client,
+        pattern,
+        workflow_id=args.workflow,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+        handle=args.handle,
+        limit=min(args.limit, 1000),
+        context=min(args.context, 100),
+    )
+    page = protocol.SearchPage(hits=hits)
+    if view.json:
+        view.doc(page)
+    else:
+        view.lines(render.search_hits(page, context=args.context > 0))
+    if stopped is not None:
+        view.note(f"(the search {stopped}: narrow it with --handle, --workflow or --since)")
     return EXIT_OK
 
 

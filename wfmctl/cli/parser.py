@@ -267,7 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         "search",
         'find log lines: words (all in one line), "a phrase", prefix*; case and accents ignored',
     )
-    p.add_argument("query", metavar="QUERY", help='e.g. timeout, "disk full", conn*')
+    p.add_argument("query", metavar="QUERY", nargs="?", help='e.g. timeout, "disk full", conn*')
+    p.add_argument(
+        "--regex",
+        metavar="PATTERN",
+        help="instead of QUERY, a Python regular expression, matched in wfmctl over the"
+        " newest 200 selected executions (or --handle's), at most 256 MiB of logs",
+    )
     p.add_argument("--workflow", metavar="ID", help="only this workflow's executions")
     p.add_argument(
         "--status",

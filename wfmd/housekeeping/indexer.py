@@ -29,6 +29,11 @@ IDLE_POLL = 0.2
 # in between, it is kept up to date from the rows committed and indexed.
 BACKLOG_REFRESH = 1.0
 
+# After another call on the writer (a commit, a retention step, a new run), the indexer waits
+# until the writer has had none for this long: back-to-back work such as a prune goes first,
+# and the indexer takes the gaps between group commits.
+QUIET = 0.005
+
 # With nothing queued and nothing committed since, the queue is looked at only this often:
 # rows can also come from elsewhere (an import, a daemon stopped before indexing them).
 IDLE_RECOUNT = 5.0
@@ -58,6 +63,12 @@ class SearchIndexer:
         inflow = self._committed() - self._committed_at_count
         return max(0, self._counted + inflow - self._indexed_since_count)
 
+    async def _quiet(self) -> bool:
+        """Wait QUIET; whether no one else used the writer meanwhile."""
+        before = self._store.writer_calls
+        await trio.sleep(QUIET)
+        return self._store.writer_calls == before
+
     async def _count(self) -> None:
         committed = self._committed()
         self._counted = await self._store.read(search.backlog)
@@ -73,13 +84,17 @@ class SearchIndexer:
         await self._count()
         task_status.started()
         counted_at = trio.current_time()
+        mine = self._store.writer_calls  # the writer's calls as of the end of our last one
         while True:
             idle = self.backlog == 0 and trio.current_time() - counted_at < IDLE_RECOUNT
             if self._held_back() or idle:
                 await trio.sleep(IDLE_POLL)
                 continue
+            if self._store.writer_calls != mine and not await self._quiet():
+                continue
             try:
                 done = await self._store.call(search.index_batch, BATCH_BYTES)
+                mine = self._store.writer_calls
                 self._indexed_since_count += done
                 if not done or trio.current_time() - counted_at >= BACKLOG_REFRESH:
                     await self._count()

@@ -148,6 +148,12 @@ class Store:
         bound = functools.partial(fn, self._reader, *args, **kwargs)
         return await _on(self._reader_thread, bound)
 
+    @property
+    def writer_calls(self) -> int:
+        """Calls made on the writer so far: a background task that must not delay others
+        looks for a moment in which it did not grow."""
+        return self._thread.calls
+
     def reads_yield_while(self, held_back: Callable[[], bool]) -> None:
         """Give ingestion priority over clients' reads: while `held_back()` (a workflow's output
         waits because the writer is behind), the reader waits READ_YIELD before each batch."""

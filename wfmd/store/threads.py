@@ -41,6 +41,7 @@ class DatabaseThread:
         self._yield_while: Callable[[], bool] | None = None
         self._yield_pause = 0.0
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.calls = 0  # calls queued so far: who else is using the thread
         self._token = trio.lowlevel.current_trio_token()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -53,6 +54,7 @@ class DatabaseThread:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         job = _Job(fn, trio.lowlevel.current_task())
+        self.calls += 1
         self._queue.put(job)
 
         def refuse_abort(_: Any) -> trio.lowlevel.Abort:
