@@ -41,6 +41,10 @@ Count = Annotated[int, Meta(ge=0, le=2**31)]  # a limit, an offset, a number of 
 Handle = Annotated[str, Meta(max_length=100)]
 Name = Annotated[str, Meta(max_length=200)]  # a workflow id or a field name
 
+# Wherever a request takes a handle, `@last` names the newest execution and `@last:WORKFLOW`
+# the newest of that workflow (the daemon resolves them, as it does prefixes).
+LAST_HANDLE = "@last"
+
 Status = Literal["NotStarted", "Running", "Completed", "Failed", "Cancelled"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
 ALL_STATUSES: tuple[str, ...] = ("NotStarted", "Running", "Completed", "Failed", "Cancelled")

@@ -37,12 +37,14 @@ class View:
         *,
         escape_out: bool = False,
         escape_err: bool = False,
+        width: int | None = None,
     ) -> None:
         self.json = json
         self.out = out
         self.err = err
         self.escape_out = escape_out
         self.escape_err = escape_err
+        self.width = width  # the terminal's columns when stdout is one, else None
 
     def doc(self, message: protocol.Message) -> None:
         """A JSON document (or one JSON line of a stream), always UTF-8: JSON's own encoding,
@@ -74,6 +76,12 @@ class View:
             text = terminal.escape(text)
         print(text, file=self.out, flush=flush)
 
+    def table(self, text: str) -> None:
+        """A table: escaped as a line is, then each row cut to the terminal's width."""
+        if self.escape_out:
+            text = terminal.escape(text)
+        print(render.fit(text, self.width), file=self.out)
+
     def lines(self, texts: list[str]) -> None:
         """Several lines in one write, then a flush: the hot path of `logs`."""
         if texts:
@@ -104,8 +112,9 @@ def execute(args: Args, socket_path: str | None, view: View) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def follow(client: Client, handle: str, after: int, view: View) -> Execution:
-    """Print entries after `after` as they come; then a summary (stderr). Returns the end."""
+def follow(client: Client, handle: str, after: int, view: View, *, named: bool = True) -> Execution:
+    """Print entries after `after` as they come; then a summary (stderr), which names the
+    execution unless the caller printed its handle already (`named`). Returns the end."""
     items = client.follow(handle, after)  # log entries, then the Execution (or it raises)
     item = next(items)
     while isinstance(item, LogEntry):
@@ -114,7 +123,7 @@ def follow(client: Client, handle: str, after: int, view: View) -> Execution:
     if view.json:
         view.doc(protocol.Finished(execution=item))
     else:
-        view.note(render.execution_line(item))
+        view.note(render.execution_line(item, handle=named))
     return item
 
 
@@ -136,7 +145,8 @@ def cmd_workflows(client: Client, args: Args, view: View) -> int:
     if args.id is not None:
         found = [w for w in reply.workflows if w.id == args.id]
         if not found:
-            raise WfmError(ErrorCode.NOT_FOUND, f"no workflow with id {args.id!r}")
+            close = render.did_you_mean(args.id, [w.id for w in reply.workflows])
+            raise WfmError(ErrorCode.NOT_FOUND, f"no workflow with id {args.id!r}{close}")
         view.show(found[0], lambda: render.workflow_detail(found[0]) + render.problems(reply))
         return EXIT_OK
     view.show(reply, lambda: render.workflows_table(reply))
@@ -149,12 +159,12 @@ def cmd_run(client: Client, args: Args, view: View) -> int:
     handle = execution.handle
     if args.follow:
         view.show(protocol.Accepted(execution=execution), lambda: handle, flush=True)
-        return exit_code_for(follow(client, handle, -1, view))
+        return exit_code_for(follow(client, handle, -1, view, named=False))
     if args.wait:
         if not view.json:
             view.line(handle, flush=True)
         ended = client.wait(handle)
-        view.show(ended, lambda: render.execution_line(ended))
+        view.show(ended, lambda: render.execution_line(ended, handle=False))
         return exit_code_for(ended)
     view.show(execution, lambda: handle)
     return EXIT_OK
@@ -230,7 +240,7 @@ def cmd_history(client: Client, args: Args, view: View) -> int:
     if view.json:
         view.doc(page)
         return EXIT_OK
-    view.line(render.history_table(page.executions))
+    view.table(render.history_table(page.executions, full=args.full))
     if page.next_before is not None and len(page.executions) >= args.limit:
         view.note(f"(more: repeat with --before {page.next_before})")
     return EXIT_OK
@@ -261,7 +271,7 @@ def cmd_shutdown(client: Client, args: Args, view: View) -> int:
         reply,
         lambda: (
             f"wfmd (pid {reply.pid}) is stopping: {reply.running} running execution(s) "
-            f"to stop, {reply.queued} queued run(s) stay queued"
+            f"to stop, {reply.queued} NotStarted run(s) start after the next start"
         ),
         flush=True,
     )

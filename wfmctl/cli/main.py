@@ -21,7 +21,7 @@ from wfmctl.cli.exit_codes import (
     EXIT_USAGE,
     error_exit_code,
 )
-from wfmctl.cli.parser import build_parser, parse_simple
+from wfmctl.cli.parser import build_parser, help_width, parse_simple
 from wfmctl.client import WfmError
 
 
@@ -49,13 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr,
         escape_out=not raw and _isatty(sys.stdout),
         escape_err=escape_err,
+        width=help_width() + 2 if _isatty(sys.stdout) else None,
     )
     try:
         return commands.execute(args, socket_path, view)
     except WfmError as err:
         if as_json:
             _print_json_error(err, sys.stdout)
-        _print_error(one_line(err.message), escape_err)
+        # An ambiguous prefix's matches, one per line; any other message on one line.
+        lines = err.message.splitlines() if err.code == protocol.ErrorCode.AMBIGUOUS else []
+        _print_error("\n".join(lines) or one_line(err.message), escape_err)
         return error_exit_code(err)
     except KeyboardInterrupt:
         return EXIT_CANCELLED

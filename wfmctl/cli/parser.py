@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wfmctl import __version__, paths
+from wfmctl import __version__, paths, protocol
 from wfmctl.cli.args import (
     Args,
     parse_duration,
@@ -40,7 +40,10 @@ if TYPE_CHECKING:
 
 EPILOG = f"""\
 handles:
-  A unique prefix of a handle is accepted wherever a handle is.
+  A unique prefix of a handle is accepted wherever a handle is, and so are @last
+  (the newest execution) and @last:WORKFLOW (the newest of that workflow). Tables
+  show the first 8 characters (more where two rows would share them); --full and
+  --json show whole handles.
 
 times (--since, --until):
   ISO-8601 dates or date-times in local time (2026-11-26, 2026-11-26T14:03,
@@ -248,7 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", metavar="N", type=_count(0), default=0, help="skip the first N")
     p.add_argument("--before", metavar="HANDLE", help="continue a listing after this handle")
     p.add_argument("--workflow", metavar="ID", help="only this workflow")
-    p.add_argument("--status", metavar="S", type=_arg_type(parse_status, "status"))
+    p.add_argument(
+        "--status",
+        metavar="S",
+        type=_arg_type(parse_status, "status"),
+        help=f"only this status: {', '.join(protocol.ALL_STATUSES)} (any case)",
+    )
+    p.add_argument("--full", action="store_true", help="whole handles, and workflows' names")
     p.add_argument(
         "--since", metavar="T", type=_arg_type(parse_time, "time"), help="created at/after"
     )
@@ -264,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "shutdown",
         "stop wfmd as SIGTERM would: running executions are stopped and recorded as "
-        "cancelled, queued runs stay queued",
+        "Cancelled; NotStarted runs start after the next start",
     )
     p.add_argument(
         "--no-wait", action="store_true", help="return at once instead of when wfmd has exited"

@@ -98,9 +98,51 @@ def summarize(execution: Execution, now: float | None = None) -> str:
             return f"{execution.status} since {since}" + (f": {why}" if why else "")
 
 
-def execution_line(execution: Execution, now: float | None = None) -> str:
-    """`<handle>  <workflow>  <summary>`: the result line of wait, cancel and run --wait."""
-    return f"{execution.handle}  {execution.workflow_id}  {summarize(execution, now)}"
+def execution_line(execution: Execution, now: float | None = None, *, handle: bool = True) -> str:
+    """`<short handle>  <workflow>  <summary>`: the result line of wait, cancel and logs -f;
+    without the handle for run --wait and run --follow, which printed it first."""
+    line = f"{execution.workflow_id}  {summarize(execution, now)}"
+    return f"{short_handle(execution.handle)}  {line}" if handle else line
+
+
+# --------------------------------------------------------------------------- handles
+
+SHORT_HANDLE = 8  # characters of a handle shown in tables, as git and docker show ids
+
+
+def short_handle(handle: str) -> str:
+    return handle[:SHORT_HANDLE]
+
+
+def short_handles(handles: Sequence[str]) -> list[str]:
+    """Each handle's shortest prefix of at least SHORT_HANDLE characters that no other
+    handle in `handles` shares (prefixes shown together must each name one row)."""
+    out = []
+    for handle in handles:
+        length = SHORT_HANDLE
+        for other in handles:
+            if other != handle:
+                while length < len(handle) and other.startswith(handle[:length]):
+                    length += 1
+        out.append(handle[:length])
+    return out
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`; did you mean 'a' or 'b'?` for the known names close to a mistyped one, else ''."""
+    import difflib  # only a mistyped name needs it
+
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+
+
+def fit(text: str, width: int | None) -> str:
+    """Each line cut to `width` columns with an ellipsis (None: as is), for a terminal."""
+    if width is None or width < 2:
+        return text
+    return "\n".join(
+        line if len(line) <= width else line[: width - 1] + "…" for line in text.splitlines()
+    )
 
 
 # --------------------------------------------------------------------------- layout
@@ -230,21 +272,30 @@ def workflow_label(e: Execution) -> str:
     return e.workflow_id
 
 
-def history_table(executions: Sequence[Execution], now: float | None = None) -> str:
+TABLE_TIME_FORMAT = "%Y-%m-%d %H:%M"  # to the minute: a history row fits 80 columns
+
+
+def history_table(
+    executions: Sequence[Execution], now: float | None = None, *, full: bool = False
+) -> str:
+    """Newest first: short handles and workflow ids (with `full`, whole handles and the
+    workflows' names too), and the outcome where the status alone does not say it."""
     if not executions:
         return "no executions"
+    handles = [e.handle for e in executions]
+    shown = handles if full else short_handles(handles)
     rows = [
         (
-            e.handle,
-            workflow_label(e),
+            handle,
+            workflow_label(e) if full else e.workflow_id,
             e.status,
-            format_time(e.created_at),
+            time.strftime(TABLE_TIME_FORMAT, time.localtime(e.created_at)),
             format_duration(duration_of(e, now)),
-            outcome(e),
+            "" if e.status == "Completed" else outcome(e),
         )
-        for e in executions
+        for handle, e in zip(shown, executions, strict=True)
     ]
-    return table(("HANDLE", "WORKFLOW", "STATUS", "CREATED", "DURATION", "OUTCOME"), rows)
+    return table(("HANDLE", "WORKFLOW", "STATUS", "CREATED", "TOOK", "OUTCOME"), rows)
 
 
 def params_table(reply: ParamsReply) -> str:
@@ -350,8 +401,8 @@ def pong_detail(pong: Pong, protocol_version: int | None = None) -> str:
         ("socket", pong.socket),
         ("database", pong.database),
         ("storage", storage),
-        ("running", pong.running),
-        ("queued", pong.queued),
+        # The status words of `history` and `status`: the state has one name everywhere.
+        ("executions", f"{pong.running} Running, {pong.queued} NotStarted"),
     ]
     if pong.containment is not None:  # absent from daemons older than the field
         rows.append(("containment", pong.containment))

@@ -20,7 +20,7 @@ from wfmctl.protocol import (
     Wait,
 )
 from wfmd.api.context import Services
-from wfmd.errors import Refused
+from wfmd.errors import Refused, did_you_mean
 from wfmd.store import HistoryFilter, executions
 from wfmd.workflows.params import build_argv, positioned, validate_params
 
@@ -33,7 +33,11 @@ async def run(s: Services, request: Run) -> Accepted:
     if workflow is None:  # maybe installed since the last scan (or a typo: scans are shared)
         workflow = (await s.catalog.recent()).workflows.get(request.workflow_id)
     if workflow is None:
-        raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
+        known = s.catalog.current.workflows
+        raise Refused(
+            ErrorCode.NOT_FOUND,
+            f"no workflow {request.workflow_id!r}{did_you_mean(request.workflow_id, known)}",
+        )
     values = validate_params(workflow, request.params)
     # Looked at now, not at the last heartbeat: a run accepted into a deleted database file
     # would be gone after the next start.

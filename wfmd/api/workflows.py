@@ -10,7 +10,7 @@ from wfmctl.protocol import (
     WorkflowList,
 )
 from wfmd.api.context import Services
-from wfmd.errors import Refused
+from wfmd.errors import Refused, did_you_mean
 from wfmd.store import executions
 
 # Distinct values per field that one `param_history` reply may carry.
@@ -23,7 +23,8 @@ async def workflows(s: Services, request: ListWorkflows) -> WorkflowList:
     if request.workflow_id is not None:
         found = [w for w in found if w.id == request.workflow_id]
         if not found:
-            raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
+            close = did_you_mean(request.workflow_id, catalog.workflows)
+            raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}{close}")
     return WorkflowList(workflows=found, skipped=catalog.skipped, conflicts=catalog.conflicts)
 
 

@@ -6,6 +6,7 @@ Plain functions over an open connection; the `Store` runs them on the database t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -13,7 +14,7 @@ from typing import Any, cast
 import apsw
 import msgspec
 
-from wfmctl.protocol import EndedBy, ErrorCode, Execution, Status
+from wfmctl.protocol import LAST_HANDLE, EndedBy, ErrorCode, Execution, Status
 from wfmd.errors import Refused
 from wfmd.store import logs
 from wfmd.store.database import transaction
@@ -180,13 +181,16 @@ def get_by_id(conn: apsw.Connection, execution_id: int) -> StoredExecution:
 
 
 def resolve(conn: apsw.Connection, handle: str) -> StoredExecution:
-    """Find an execution by its full handle or a unique prefix of it, in one statement."""
+    """Find an execution by its full handle, a unique prefix of it, or `@last[:WORKFLOW]`,
+    in one statement."""
     if not handle:
         raise Refused(ErrorCode.NOT_FOUND, "empty handle")
+    if handle.startswith(LAST_HANDLE):
+        return _resolve_last(conn, handle)
     rows = conn.execute(
         f"SELECT {_WITH_PARAMS} FROM executions WHERE handle >= ? AND handle < ?"
-        " ORDER BY handle LIMIT 2",
-        (handle, handle + _PREFIX_END),
+        " ORDER BY handle LIMIT ?",
+        (handle, handle + _PREFIX_END, AMBIGUOUS_SHOWN + 1),
     ).fetchall()
     exact = [r for r in rows if r[1] == handle]
     if exact:
@@ -194,10 +198,48 @@ def resolve(conn: apsw.Connection, handle: str) -> StoredExecution:
     if not rows:
         raise Refused(ErrorCode.NOT_FOUND, f"no execution with handle {handle!r}")
     if len(rows) > 1:
-        raise Refused(
-            ErrorCode.AMBIGUOUS, f"handle prefix {handle!r} matches more than one execution"
-        )
+        raise Refused(ErrorCode.AMBIGUOUS, _ambiguous(handle, rows))
     return _from_row_with_params(rows[0])
+
+
+# ------------------------------------------------------------ handles: @last, ambiguity
+
+# How many of the executions an ambiguous prefix matches the refusal lists: enough to pick
+# from, few enough for one screen.
+AMBIGUOUS_SHOWN = 5
+
+
+def _resolve_last(conn: apsw.Connection, handle: str) -> StoredExecution:
+    """`@last`: the newest execution; `@last:WORKFLOW`: the newest of that workflow."""
+    rest = handle[len(LAST_HANDLE) :]
+    if rest and not rest.startswith(":"):
+        raise Refused(
+            ErrorCode.NOT_FOUND, f"unknown handle {handle!r} (did you mean @last or @last:ID?)"
+        )
+    workflow_id = rest[1:]
+    if workflow_id:
+        sql = f"SELECT {_WITH_PARAMS} FROM executions WHERE workflow_id = ?"
+        sql += " ORDER BY id DESC LIMIT 1"
+        row = conn.execute(sql, (workflow_id,)).get
+        missing = f"no execution of workflow {workflow_id!r} yet"
+    else:
+        row = conn.execute(f"SELECT {_WITH_PARAMS} FROM executions ORDER BY id DESC LIMIT 1").get
+        missing = "no execution yet"
+    if row is None:
+        raise Refused(ErrorCode.NOT_FOUND, f"{handle}: {missing}")
+    return _from_row_with_params(cast(Sequence[Any], row))
+
+
+def _ambiguous(prefix: str, rows: Sequence[Sequence[Any]]) -> str:
+    """The refusal of an ambiguous prefix: the first matches, one per line."""
+    lines = [f"handle prefix {prefix!r} matches more than one execution:"]
+    for row in rows[:AMBIGUOUS_SHOWN]:
+        info = _from_row(row[:-1]).info
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
+        lines.append(f"  {info.handle}  {info.workflow_id}  {info.status}  {created}")
+    if len(rows) > AMBIGUOUS_SHOWN:
+        lines.append("  ... and more: type more of the handle")
+    return "\n".join(lines)
 
 
 def orphans(conn: apsw.Connection) -> list[StoredExecution]:
