@@ -45,6 +45,9 @@ class View:
         self.escape_out = escape_out
         self.escape_err = escape_err
         self.width = width  # the terminal's columns when stdout is one, else None
+        # The execution being watched (run --follow/--wait, logs -f, wait): what Ctrl-C
+        # leaves running, named in the hint `cli.main` prints then.
+        self.watching: Execution | None = None
 
     def doc(self, message: protocol.Message) -> None:
         """A JSON document (or one JSON line of a stream), always UTF-8: JSON's own encoding,
@@ -127,6 +130,23 @@ def follow(client: Client, handle: str, after: int, view: View, *, named: bool =
     return item
 
 
+def watch(client: Client, handle: str, view: View) -> str:
+    """The whole handle `handle` names, now: `@last` keeps meaning this execution, and a
+    Ctrl-C can say which one goes on running (`view.watching`)."""
+    view.watching = client.status(handle)
+    return view.watching.handle
+
+
+def detached_hint(execution: Execution) -> str:
+    """What Ctrl-C while watching prints: the execution goes on, and how to get back to it."""
+    short = render.short_handle(execution.handle)
+    return (
+        f"wfmctl: stopped watching; {short} ({execution.workflow_id}) goes on running\n"
+        f"  follow it again: wfmctl logs -f {short}\n"
+        f"  stop it:         wfmctl cancel {short}"
+    )
+
+
 def print_entries(entries: list[LogEntry], view: View) -> None:
     view.lines([render.render_entry(entry) for entry in entries])
 
@@ -157,6 +177,7 @@ def cmd_run(client: Client, args: Args, view: View) -> int:
     params = merge_params(args.params_json, args.params)
     execution = client.run(args.workflow, params, timeout=args.timeout)
     handle = execution.handle
+    view.watching = execution
     if args.follow:
         view.show(protocol.Accepted(execution=execution), lambda: handle, flush=True)
         return exit_code_for(follow(client, handle, -1, view, named=False))
@@ -179,6 +200,7 @@ def cmd_status(client: Client, args: Args, view: View) -> int:
 def cmd_logs(client: Client, args: Args, view: View) -> int:
     handle: str = args.handle
     if args.follow:
+        handle = watch(client, handle, view)
         after = -1 if args.after is None else args.after
         if args.tail is not None:  # like `tail -n N -f`: the last N, then live
             page = client.logs(handle, tail=args.tail)
@@ -211,7 +233,7 @@ def cmd_logs(client: Client, args: Args, view: View) -> int:
 
 
 def cmd_wait(client: Client, args: Args, view: View) -> int:
-    execution = client.wait(args.handle)
+    execution = client.wait(watch(client, args.handle, view))
     view.show(execution, lambda: render.execution_line(execution))
     return exit_code_for(execution)
 

@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
         _print_error("\n".join(lines) or one_line(err.message), escape_err)
         return error_exit_code(err)
     except KeyboardInterrupt:
+        if view.watching is not None:
+            # After the terminal's "^C": a line of its own, not the prompt's.
+            prefix = "\n" if _isatty(sys.stderr) else ""
+            with contextlib.suppress(OSError):
+                view.note(prefix + commands.detached_hint(view.watching))
         return EXIT_CANCELLED
     except BrokenPipeError:
         _silence_stdout()
