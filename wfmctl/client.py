@@ -290,6 +290,17 @@ class Client:
         req = protocol.Run(workflow_id=workflow_id, params=dict(params or {}), timeout=timeout)
         return self._expect(req, protocol.Accepted).execution
 
+    def rerun(
+        self,
+        handle: str,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Execution:
+        """Run an execution's workflow again with its parameters, `params` overriding them
+        (timeout: the original's unless given); the new execution's `rerun_of` names it."""
+        req = protocol.Rerun(handle=handle, params=dict(params or {}), timeout=timeout)
+        return self._expect(req, protocol.Accepted).execution
+
     def status(self, handle: str) -> Execution:
         return self._expect(protocol.GetStatus(handle=handle), protocol.StatusReply).execution
 

@@ -138,6 +138,7 @@ class Execution(Message, frozen=True):
     ended_by: str | None = None  # an EndedBy word once it has ended; None from older daemons
     workflow_name: str | None = None  # the workflow's name when it was run
     queue_position: int | None = None  # while NotStarted: 1 is the next to start
+    rerun_of: str | None = None  # the handle of the execution this one reran (`rerun`)
 
 
 class LogEntry(Message, frozen=True):
@@ -222,6 +223,15 @@ class ParamHistory(Request, frozen=True, tag="param_history"):
     limit: Count = 10
 
 
+class Rerun(Request, frozen=True, tag="rerun"):
+    """Run an execution's workflow again with its parameters, `params` overriding them;
+    answered with `Accepted`. The new execution records `rerun_of`."""
+
+    handle: Handle
+    params: dict[str, Any] = {}
+    timeout: Seconds | None = None  # None: the original's; 0 means no limit
+
+
 class Shutdown(Request, frozen=True, tag="shutdown"):
     """Stop the daemon as SIGTERM would; answered with `Stopping` before it stops."""
 
@@ -239,6 +249,7 @@ RequestType = (
     | GetParams
     | ParamHistory
     | Shutdown
+    | Rerun
 )
 
 

@@ -175,7 +175,16 @@ def cmd_workflows(client: Client, args: Args, view: View) -> int:
 
 def cmd_run(client: Client, args: Args, view: View) -> int:
     params = merge_params(args.params_json, args.params)
-    execution = client.run(args.workflow, params, timeout=args.timeout)
+    return started(client, args, view, client.run(args.workflow, params, timeout=args.timeout))
+
+
+def cmd_rerun(client: Client, args: Args, view: View) -> int:
+    params = merge_params(args.params_json, args.params)
+    return started(client, args, view, client.rerun(args.handle, params, timeout=args.timeout))
+
+
+def started(client: Client, args: Args, view: View, execution: Execution) -> int:
+    """After run or rerun: the handle, then (--follow, --wait) watch it to its end."""
     handle = execution.handle
     view.watching = execution
     if args.follow:
@@ -335,6 +344,7 @@ COMMANDS: dict[str, Command] = {
     "ping": cmd_ping,
     "workflows": cmd_workflows,
     "run": cmd_run,
+    "rerun": cmd_rerun,
     "status": cmd_status,
     "logs": cmd_logs,
     "wait": cmd_wait,

@@ -100,6 +100,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[str, ...]] = {
     "ping": _DAEMON,
     "workflows": (*_DAEMON, "66"),
     "run": (*_DAEMON, "65", "66", *_ENDED, "141"),
+    "rerun": (*_DAEMON, "65", "66", *_ENDED, "141"),
     "status": (*_DAEMON, "66"),
     "logs": (*_DAEMON, "66", "130 ", "141"),
     "wait": (*_DAEMON, "66", *_ENDED),
@@ -198,6 +199,35 @@ def help_width() -> int:
     return (columns if columns > 0 else FALLBACK_COLUMNS) - 2
 
 
+def add_run_options(p: argparse.ArgumentParser, *, rerun: bool = False) -> None:
+    """Parameters, timeout, and how to watch: what `run` and `rerun` share."""
+    p.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        metavar="NAME=VALUE",
+        type=_arg_type(parse_param, "parameter"),
+        help="a parameter (repeatable; wins over --params-json)",
+    )
+    p.add_argument(
+        "--params-json",
+        metavar="JSON",
+        type=_arg_type(parse_params_json, "JSON"),
+        help="parameters as a JSON object, e.g. '{\"count\": 3}'",
+    )
+    p.add_argument(
+        "--timeout",
+        metavar="S",
+        type=_arg_type(parse_duration, "duration"),
+        help="stop it after this long (seconds, or 30m, 2h)"
+        + ("; the original's if not given" if rerun else ""),
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-f", "--follow", action="store_true", help="stream its logs until it ends")
+    mode.add_argument("-w", "--wait", action="store_true", help="wait until it ends")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse  # lazy: `parse_simple` command lines never need it
 
@@ -251,30 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", "start a workflow and print its handle")
     p.add_argument("workflow", metavar="WORKFLOW")
-    p.add_argument(
-        "-p",
-        "--param",
-        dest="params",
-        action="append",
-        metavar="NAME=VALUE",
-        type=_arg_type(parse_param, "parameter"),
-        help="a parameter (repeatable; wins over --params-json)",
+    add_run_options(p)
+
+    p = add(
+        "rerun",
+        "run an execution's workflow again with the same parameters (-p overrides one) and "
+        "print the new handle; its status names the execution it reran",
     )
-    p.add_argument(
-        "--params-json",
-        metavar="JSON",
-        type=_arg_type(parse_params_json, "JSON"),
-        help="parameters as a JSON object, e.g. '{\"count\": 3}'",
-    )
-    p.add_argument(
-        "--timeout",
-        metavar="S",
-        type=_arg_type(parse_duration, "duration"),
-        help="stop it after this long (seconds, or 30m, 2h)",
-    )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("-f", "--follow", action="store_true", help="stream its logs until it ends")
-    mode.add_argument("-w", "--wait", action="store_true", help="wait until it ends")
+    p.add_argument("handle", metavar="HANDLE")
+    add_run_options(p, rerun=True)
 
     p = add("status", "show an execution")
     p.add_argument("handle", metavar="HANDLE")

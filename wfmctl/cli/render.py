@@ -250,6 +250,8 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
         ("ended", format_time(e.ended_at)),
         ("duration", format_duration(duration_of(e, now))),
     ]
+    if e.rerun_of is not None:
+        rows.append(("rerun of", e.rerun_of))
     if e.queue_position is not None:
         rows.append(("queue position", e.queue_position))
     if e.exit_code is not None:

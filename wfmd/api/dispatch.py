@@ -17,6 +17,7 @@ from wfmctl.protocol import (
     ParamHistory,
     Ping,
     RequestType,
+    Rerun,
     Run,
     Shutdown,
     Wait,
@@ -46,6 +47,8 @@ class Dispatcher:
                     await send(await workflows.param_history(s, request))
                 case Run():
                     await send(await executions.run(s, request))
+                case Rerun():
+                    await send(await executions.rerun(s, request))
                 case Cancel():
                     await send(await executions.cancel(s, request))
                 case Wait():

@@ -1,6 +1,9 @@
-"""Executions: run, cancel, wait, status, params, history."""
+"""Executions: run, rerun, cancel, wait, status, params, history."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 import trio
 
@@ -15,6 +18,7 @@ from wfmctl.protocol import (
     History,
     HistoryPage,
     ParamsReply,
+    Rerun,
     Run,
     StatusReply,
     Wait,
@@ -29,16 +33,37 @@ MAX_HISTORY_PAGE = 1_000
 
 
 async def run(s: Services, request: Run) -> Accepted:
-    workflow = s.catalog.current.workflows.get(request.workflow_id)
+    return await _submit(s, request.workflow_id, request.params, request.timeout)
+
+
+async def rerun(s: Services, request: Rerun) -> Accepted:
+    """The original's workflow (as it is now) with the original's parameters, `params`
+    overriding them, and the original's timeout unless the request gives one."""
+    original = (await s.resolve(request.handle)).info
+    timeout = request.timeout
+    if timeout is None:
+        timeout = 0 if original.timeout is None else original.timeout
+    params = {**original.params, **request.params}
+    return await _submit(s, original.workflow_id, params, timeout, rerun_of=original.handle)
+
+
+async def _submit(
+    s: Services,
+    workflow_id: str,
+    params: Mapping[str, Any],
+    run_timeout: float | None,
+    *,
+    rerun_of: str | None = None,
+) -> Accepted:
+    workflow = s.catalog.current.workflows.get(workflow_id)
     if workflow is None:  # maybe installed since the last scan (or a typo: scans are shared)
-        workflow = (await s.catalog.recent()).workflows.get(request.workflow_id)
+        workflow = (await s.catalog.recent()).workflows.get(workflow_id)
     if workflow is None:
         known = s.catalog.current.workflows
         raise Refused(
-            ErrorCode.NOT_FOUND,
-            f"no workflow {request.workflow_id!r}{did_you_mean(request.workflow_id, known)}",
+            ErrorCode.NOT_FOUND, f"no workflow {workflow_id!r}{did_you_mean(workflow_id, known)}"
         )
-    values = validate_params(workflow, request.params)
+    values = validate_params(workflow, params)
     # Looked at now, not at the last heartbeat: a run accepted into a deleted database file
     # would be gone after the next start.
     deleted = await trio.to_thread.run_sync(s.database_file.check)
@@ -49,7 +74,8 @@ async def run(s: Services, request: Run) -> Accepted:
         workflow_name=workflow.name,
         argv=build_argv(workflow, values),
         params=positioned(workflow, values),
-        run_timeout=request.timeout,
+        run_timeout=run_timeout,
+        rerun_of=rerun_of,
     )
     return Accepted(execution=execution)
 

@@ -125,6 +125,7 @@ class Supervisor:
         argv: Sequence[str],
         params: Sequence[tuple[int, str, str]],
         run_timeout: float | None,
+        rerun_of: str | None = None,
     ) -> Execution:
         """Persist a run as NotStarted and queue it. Raises Refused."""
         if not self._accepting:
@@ -144,6 +145,7 @@ class Supervisor:
                 argv=argv,
                 timeout_ms=timeout_ms,
                 now=now_ms(),
+                rerun_of=rerun_of,
             )
         except StorageError as exc:
             raise Refused(ErrorCode.STORAGE, f"cannot record the run: {exc.detail}") from exc

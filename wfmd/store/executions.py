@@ -30,6 +30,8 @@ _PREFIX_END = "~"
 _COLUMNS = (
     "id, handle, workflow_id, status, reason, created_at, started_at, ended_at, "
     "exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv"
+    # Added by later migrations, read after the others:
+    ", rerun_of"
 )
 
 
@@ -73,7 +75,8 @@ def _seconds(ms: int | None) -> float | None:
 
 def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> StoredExecution:
     (eid, handle, workflow_id, status, reason, created, started, ended) = row[:8]
-    (exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv) = row[8:]
+    (exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv) = row[8:15]
+    (rerun_of,) = row[15:]
     info = Execution(
         handle=handle,
         workflow_id=workflow_id,
@@ -89,6 +92,7 @@ def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> Store
         params=params or {},
         ended_by=ended_by,
         workflow_name=workflow_name,
+        rerun_of=rerun_of,
     )
     return StoredExecution(id=eid, started_ms=started, argv_json=argv, info=info)
 
@@ -103,16 +107,25 @@ def create(
     argv: Sequence[str],
     timeout_ms: int | None,
     now: int,
+    rerun_of: str | None = None,
 ) -> StoredExecution:
     with transaction(conn):
         # created_at never decreases with id (a clock stepped back does not reorder history),
         # so a time range is an id range: see _id_at_or_after.
         conn.execute(
             "INSERT INTO executions (handle, workflow_id, workflow_name, status, reason,"
-            " created_at, timeout_ms, argv) VALUES (?, ?, ?, 'NotStarted',"
+            " created_at, timeout_ms, argv, rerun_of) VALUES (?, ?, ?, 'NotStarted',"
             " 'waiting for a free slot',"
-            " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?)",
-            (handle, workflow_id, workflow_name, now, timeout_ms, json.dumps(list(argv))),
+            " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?, ?)",
+            (
+                handle,
+                workflow_id,
+                workflow_name,
+                now,
+                timeout_ms,
+                json.dumps(list(argv)),
+                rerun_of,
+            ),
         )
         eid = conn.last_insert_rowid()
         conn.executemany(
