@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -288,6 +288,20 @@ class Client:
     ) -> Execution:
         """Start a workflow; returns the accepted execution (its `handle` names it)."""
         req = protocol.Run(workflow_id=workflow_id, params=dict(params or {}), timeout=timeout)
+        return self._expect(req, protocol.Accepted).execution
+
+    def run_command(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Execution:
+        """Run any command line under the daemon, supervised and recorded as a workflow run
+        is (`cmd:NAME` in history). `cwd`: absolute (None: the daemon's default, the user's
+        home); `env`: set on top of the daemon's environment, and recorded."""
+        req = protocol.RunCommand(argv=list(argv), cwd=cwd, env=dict(env or {}), timeout=timeout)
         return self._expect(req, protocol.Accepted).execution
 
     def rerun(

@@ -122,6 +122,13 @@ class SkippedFile(Message, frozen=True):
     reason: str
 
 
+class WorkflowDirectory(Message, frozen=True):
+    """A directory the daemon scans for workflows, in the order scanned."""
+
+    path: str
+    exists: bool
+
+
 class Execution(Message, frozen=True):
     handle: Handle
     workflow_id: str
@@ -139,6 +146,9 @@ class Execution(Message, frozen=True):
     workflow_name: str | None = None  # the workflow's name when it was run
     queue_position: int | None = None  # while NotStarted: 1 is the next to start
     rerun_of: str | None = None  # the handle of the execution this one reran (`rerun`)
+    command: list[str] | None = None  # a one-off command's argv (workflow_id `cmd:NAME`)
+    cwd: str | None = None  # the working directory it runs in; None: older than the field
+    env: dict[str, str] = {}  # variables set for it on top of the daemon's environment
 
 
 class LogEntry(Message, frozen=True):
@@ -223,6 +233,21 @@ class ParamHistory(Request, frozen=True, tag="param_history"):
     limit: Count = 10
 
 
+# A one-off command line: bounded like everything else in a request (the frame limit holds
+# the total).
+CommandArgv = Annotated[list[str], Meta(min_length=1, max_length=100_000)]
+
+
+class RunCommand(Request, frozen=True, tag="run_command"):
+    """Run any command line under the daemon, as a workflow runs (`wfmctl run -- CMD`);
+    answered with `Accepted`. Its workflow_id is `cmd:` and the program's base name."""
+
+    argv: CommandArgv
+    cwd: str | None = None  # absolute; None: the daemon's default (the user's home)
+    env: dict[str, str] = {}  # set on top of the daemon's environment, recorded
+    timeout: Seconds | None = None  # None means the daemon's default; 0 means no limit
+
+
 class Rerun(Request, frozen=True, tag="rerun"):
     """Run an execution's workflow again with its parameters, `params` overriding them;
     answered with `Accepted`. The new execution records `rerun_of`."""
@@ -250,6 +275,7 @@ RequestType = (
     | ParamHistory
     | Shutdown
     | Rerun
+    | RunCommand
 )
 
 
@@ -287,6 +313,7 @@ class WorkflowList(Response, frozen=True, tag="workflow_list"):
     workflows: list[Workflow]
     skipped: list[SkippedFile] = []
     conflicts: list[str] = []
+    directories: list[WorkflowDirectory] = []  # scanned, in order; empty: older daemons
 
 
 class Accepted(Response, frozen=True, tag="accepted"):

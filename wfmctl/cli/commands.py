@@ -174,6 +174,14 @@ def cmd_workflows(client: Client, args: Args, view: View) -> int:
 
 
 def cmd_run(client: Client, args: Args, view: View) -> int:
+    if args.command_argv is not None:
+        import os  # already loaded by the interpreter: only the name is bound here
+
+        cwd = os.path.abspath(args.cwd) if args.cwd is not None else os.getcwd()
+        execution = client.run_command(
+            args.command_argv, cwd=cwd, env=dict(args.env or ()), timeout=args.timeout
+        )
+        return started(client, args, view, execution)
     params = merge_params(args.params_json, args.params)
     return started(client, args, view, client.run(args.workflow, params, timeout=args.timeout))
 

@@ -21,7 +21,7 @@ from wfmctl.cli.exit_codes import (
     EXIT_USAGE,
     error_exit_code,
 )
-from wfmctl.cli.parser import build_parser, help_width, parse_simple
+from wfmctl.cli.parser import build_parser, check_run, help_width, parse_simple, split_command
 from wfmctl.client import WfmError
 
 
@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     args = parse_simple(argv)
     if args is None:
+        argv, command = split_command(argv)
         try:
-            args = build_parser().parse_args(argv, namespace=Args())
+            parser = build_parser()
+            args = parser.parse_args(argv, namespace=Args(command_argv=command))
+            check_run(parser, args)
         except SystemExit as exc:  # --help, --version, usage errors: argparse already printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     as_json = bool(getattr(args, "json", False))

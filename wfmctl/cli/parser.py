@@ -122,6 +122,35 @@ def exit_codes_epilog(command: str) -> str:
     return "exit codes:\n" + "\n".join(rows)
 
 
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """`run [options] -- CMD [ARG]...`: the command line before `--`, and the command after
+    it (None if this is no such command line). Split before argparse, for which `--` only
+    ends the options: `run -- ls` and `run ls` would look the same."""
+    argv = list(argv)
+    if "run" in argv and "--" in argv and argv.index("run") < argv.index("--"):
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, None
+
+
+def check_run(parser: argparse.ArgumentParser, args: Args) -> None:
+    """A workflow, or a command: not both, not neither, each with its own options.
+    Exits with a usage error (2) as argparse does."""
+    if args.command != "run":
+        return
+    command = args.command_argv
+    if command is not None and args.workflow is not None:
+        parser.error("run: give a WORKFLOW or `-- CMD [ARG]...`, not both")
+    if command is None and args.workflow is None:
+        parser.error("run: give a WORKFLOW, or a command after `--`")
+    if command == []:
+        parser.error("run: nothing after `--`: give a command")
+    if command is not None and (args.params or args.params_json):
+        parser.error("run: -p and --params-json are for workflows; a command takes arguments")
+    if command is None and (args.cwd is not None or args.env):
+        parser.error("run: --cwd and --env are for commands (`run -- CMD`)")
+
+
 # Commands that take a handle and nothing else.
 HANDLE_COMMANDS = ("status", "wait", "cancel", "params")
 
@@ -279,9 +308,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", metavar="ID", help="show this workflow's fields")
     p.add_argument("--rescan", action="store_true", help="rescan the workflow directories first")
 
-    p = add("run", "start a workflow and print its handle")
-    p.add_argument("workflow", metavar="WORKFLOW")
+    p = add(
+        "run",
+        "start a workflow, or with `-- CMD [ARG]...` any command, and print its handle",
+    )
+    p.usage = "wfmctl run [options] WORKFLOW | wfmctl run [options] -- CMD [ARG]..."
+    p.add_argument("workflow", metavar="WORKFLOW", nargs="?")
     add_run_options(p)
+    p.add_argument(
+        "--cwd",
+        metavar="DIR",
+        help="a command's working directory (default: the current one); recorded",
+    )
+    p.add_argument(
+        "--env",
+        dest="env",
+        action="append",
+        metavar="NAME=VALUE",
+        type=_arg_type(parse_param, "variable"),
+        help="a variable for the command, on top of wfmd's environment (repeatable); recorded",
+    )
 
     p = add(
         "rerun",

@@ -252,6 +252,12 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
     ]
     if e.rerun_of is not None:
         rows.append(("rerun of", e.rerun_of))
+    if e.command is not None:
+        rows.append(("command", _shell_words(e.command)))
+    if e.cwd is not None:
+        rows.append(("directory", e.cwd))
+    if e.env:
+        rows.append(("environment", " ".join(f"{k}={v}" for k, v in e.env.items())))
     if e.queue_position is not None:
         rows.append(("queue position", e.queue_position))
     if e.exit_code is not None:
@@ -265,6 +271,13 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
     if e.params:
         text += "\nparams:\n" + _indent(table(("NAME", "VALUE"), sorted(e.params.items())))
     return text
+
+
+def _shell_words(argv: list[str]) -> str:
+    """A command line as a shell would take it back."""
+    import shlex  # only a command's status needs it
+
+    return shlex.join(argv)
 
 
 def workflow_label(e: Execution) -> str:
@@ -342,7 +355,15 @@ def workflows_table(reply: WorkflowList) -> str:
         text = table(("ID", "NAME", "FIELDS"), rows)
     else:
         text = "no workflows"
-    return text + problems(reply)
+    return text + problems(reply) + directories(reply)
+
+
+def directories(reply: WorkflowList) -> str:
+    """The directories scanned, in order, and which of them do not exist."""
+    if not reply.directories:
+        return ""
+    lines = [f"  {d.path}" + ("" if d.exists else "  (does not exist)") for d in reply.directories]
+    return "\n\nscanned, in order:\n" + "\n".join(lines)
 
 
 def problems(reply: WorkflowList) -> str:

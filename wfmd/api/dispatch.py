@@ -19,6 +19,7 @@ from wfmctl.protocol import (
     RequestType,
     Rerun,
     Run,
+    RunCommand,
     Shutdown,
     Wait,
 )
@@ -49,6 +50,8 @@ class Dispatcher:
                     await send(await executions.run(s, request))
                 case Rerun():
                     await send(await executions.rerun(s, request))
+                case RunCommand():
+                    await send(await executions.run_command(s, request))
                 case Cancel():
                     await send(await executions.cancel(s, request))
                 case Wait():

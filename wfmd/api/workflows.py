@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import trio
+
 from wfmctl.protocol import (
     ErrorCode,
     ListWorkflows,
     ParamHistory,
     ParamHistoryReply,
+    WorkflowDirectory,
     WorkflowList,
 )
 from wfmd.api.context import Services
@@ -25,7 +30,17 @@ async def workflows(s: Services, request: ListWorkflows) -> WorkflowList:
         if not found:
             close = did_you_mean(request.workflow_id, catalog.workflows)
             raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}{close}")
-    return WorkflowList(workflows=found, skipped=catalog.skipped, conflicts=catalog.conflicts)
+    directories = await trio.to_thread.run_sync(_directories, s.catalog.dirs)
+    return WorkflowList(
+        workflows=found,
+        skipped=catalog.skipped,
+        conflicts=catalog.conflicts,
+        directories=directories,
+    )
+
+
+def _directories(dirs: list[Path]) -> list[WorkflowDirectory]:
+    return [WorkflowDirectory(path=str(d), exists=d.is_dir()) for d in dirs]
 
 
 async def param_history(s: Services, request: ParamHistory) -> ParamHistoryReply:

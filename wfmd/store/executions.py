@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -31,8 +31,12 @@ _COLUMNS = (
     "id, handle, workflow_id, status, reason, created_at, started_at, ended_at, "
     "exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv"
     # Added by later migrations, read after the others:
-    ", rerun_of"
+    ", rerun_of, cwd, env"
 )
+
+# One-off commands (`wfmctl run -- CMD`) are executions of this pseudo-workflow id prefix.
+COMMAND_PREFIX = "cmd:"
+_env_json = msgspec.json.Decoder(dict[str, str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,10 @@ def _seconds(ms: int | None) -> float | None:
 def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> StoredExecution:
     (eid, handle, workflow_id, status, reason, created, started, ended) = row[:8]
     (exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv) = row[8:15]
-    (rerun_of,) = row[15:]
+    (rerun_of, cwd, env) = row[15:]
+    # A command's argv is what the user typed: shown with it. A workflow's holds no more
+    # than its parameters, and is parsed only when it runs.
+    command = json.loads(argv) if workflow_id.startswith(COMMAND_PREFIX) else None
     info = Execution(
         handle=handle,
         workflow_id=workflow_id,
@@ -93,6 +100,9 @@ def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> Store
         ended_by=ended_by,
         workflow_name=workflow_name,
         rerun_of=rerun_of,
+        command=command,
+        cwd=cwd,
+        env={} if env is None else _env_json.decode(env),
     )
     return StoredExecution(id=eid, started_ms=started, argv_json=argv, info=info)
 
@@ -108,15 +118,17 @@ def create(
     timeout_ms: int | None,
     now: int,
     rerun_of: str | None = None,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> StoredExecution:
     with transaction(conn):
         # created_at never decreases with id (a clock stepped back does not reorder history),
         # so a time range is an id range: see _id_at_or_after.
         conn.execute(
             "INSERT INTO executions (handle, workflow_id, workflow_name, status, reason,"
-            " created_at, timeout_ms, argv, rerun_of) VALUES (?, ?, ?, 'NotStarted',"
+            " created_at, timeout_ms, argv, rerun_of, cwd, env) VALUES (?, ?, ?, 'NotStarted',"
             " 'waiting for a free slot',"
-            " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?, ?)",
+            " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?, ?, ?, ?)",
             (
                 handle,
                 workflow_id,
@@ -125,6 +137,8 @@ def create(
                 timeout_ms,
                 json.dumps(list(argv)),
                 rerun_of,
+                cwd,
+                json.dumps(dict(env)) if env else None,
             ),
         )
         eid = conn.last_insert_rowid()
