@@ -108,6 +108,8 @@ def execute(args: Args, socket_path: str | None, view: View) -> int:
         return cmd_mcp(None, args, view)
     if args.command == "service":  # talks to systemd, not to wfmd
         return cmd_service(None, args, view)
+    if args.command == "completion":  # a script; or live values, asked for with a timeout
+        return cmd_completion(None, args, view)
     with Client(socket_path) as client:
         return COMMANDS[args.command](client, args, view)
 
@@ -348,6 +350,12 @@ def cmd_service(client: Client | None, args: Args, view: View) -> int:
     return service.main(args, view.json, view.out)
 
 
+def cmd_completion(client: Client | None, args: Args, view: View) -> int:
+    from wfmctl.cli import completion  # lazy: only this command needs it
+
+    return completion.main(args, view.out)
+
+
 COMMANDS: dict[str, Command] = {
     "ping": cmd_ping,
     "workflows": cmd_workflows,
@@ -362,4 +370,5 @@ COMMANDS: dict[str, Command] = {
     "mcp": cmd_mcp,
     "shutdown": cmd_shutdown,
     "service": cmd_service,
+    "completion": cmd_completion,
 }

@@ -110,6 +110,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[str, ...]] = {
     "mcp": ("0", "2"),
     "shutdown": _DAEMON,
     "service": ("0", "1", "2"),
+    "completion": ("0", "2"),
 }
 
 
@@ -387,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-wait", action="store_true", help="return at once instead of when wfmd has exited"
     )
+
+    p = add(
+        "completion",
+        "print a completion script for your shell: source <(wfmctl completion bash), "
+        "source <(wfmctl completion zsh), wfmctl completion fish | source",
+    )
+    p.add_argument("shell", metavar="SHELL", nargs="?", choices=("bash", "zsh", "fish"))
+    # What the scripts ask for live (workflow ids, recent handles); not for people.
+    p.add_argument("--list", choices=("workflows", "handles"), help=argparse.SUPPRESS)
 
     p = add("service", "install wfmd as a systemd user service, or show or remove it")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
