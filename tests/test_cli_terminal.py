@@ -25,6 +25,8 @@ from typing import NamedTuple
 import pytest
 from conftest import WFMCTL, Daemon, write_workflow
 
+from wfmctl.cli.live import ERASE
+
 TIMEOUT = 30.0
 
 # Title change (OSC), screen clear and cursor home (CSI), bell, a C1 CSI, a bidi override
@@ -90,9 +92,20 @@ def controls(text: str) -> list[str]:
 def env(daemon_socket: Path | str) -> dict[str, str]:
     # UTF-8 whatever the locale, so that --raw output is never `?`-replaced; the terminal's
     # own width, not $COLUMNS.
-    environ = dict(os.environ, WFM_SOCKET=str(daemon_socket), PYTHONIOENCODING="utf-8")
+    # No colour: these tests are about what workflows' text may bring (test_cli_live.py has
+    # the colours).
+    environ = dict(
+        os.environ, WFM_SOCKET=str(daemon_socket), PYTHONIOENCODING="utf-8", NO_COLOR="1"
+    )
     environ.pop("COLUMNS", None)
     return environ
+
+
+def screen(text: str) -> str:
+    """What stays on the screen of the progress line that `logs -f` and `run --follow` keep
+    at the bottom (redrawn after erasing the line, erased at the end): each line as it is
+    after its last erase."""
+    return "\n".join(line.rsplit(ERASE, 1)[-1] for line in text.split("\n"))
 
 
 def on_terminal(daemon_socket: Path | str, *args: str, columns: int = 200) -> Output:
@@ -136,7 +149,7 @@ def on_terminal(daemon_socket: Path | str, *args: str, columns: int = 200) -> Ou
     finally:
         os.close(out_master)
         os.close(err_master)
-    return Output(returncode, data[out_master].decode(), data[err_master].decode())
+    return Output(returncode, screen(data[out_master].decode()), data[err_master].decode())
 
 
 def through_pipes(daemon_socket: Path | str, *args: str) -> Output:

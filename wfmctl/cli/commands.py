@@ -38,6 +38,8 @@ class View:
         escape_out: bool = False,
         escape_err: bool = False,
         width: int | None = None,
+        color: bool = False,
+        color_err: bool = False,
     ) -> None:
         self.json = json
         self.out = out
@@ -45,6 +47,8 @@ class View:
         self.escape_out = escape_out
         self.escape_err = escape_err
         self.width = width  # the terminal's columns when stdout is one, else None
+        self.color = color  # colour on stdout (a terminal, and neither NO_COLOR nor --no-color)
+        self.color_err = color_err  # ... on stderr
         # The execution being watched (run --follow/--wait, logs -f, wait): what Ctrl-C
         # leaves running, named in the hint `cli.main` prints then.
         self.watching: Execution | None = None
@@ -80,10 +84,26 @@ class View:
         print(text, file=self.out, flush=flush)
 
     def table(self, text: str) -> None:
-        """A table: escaped as a line is, then each row cut to the terminal's width."""
+        """A table: escaped as a line is, each row cut to the terminal's width, statuses
+        coloured."""
         if self.escape_out:
             text = terminal.escape(text)
-        print(render.fit(text, self.width), file=self.out)
+        text = render.fit(text, self.width)
+        if self.color:
+            from wfmctl.cli import style
+
+            text = style.history_statuses(text)
+        print(text, file=self.out)
+
+    def status_text(self, text: str, status: str, *, err: bool = False) -> None:
+        """A line or block that shows an execution's status: escaped, the status coloured."""
+        if self.escape_err if err else self.escape_out:
+            text = terminal.escape(text)
+        if self.color_err if err else self.color:
+            from wfmctl.cli import style
+
+            text = style.status_in(text, status)
+        print(text, file=self.err if err else self.out, flush=True)
 
     def lines(self, texts: list[str]) -> None:
         """Several lines in one write, then a flush: the hot path of `logs`."""
@@ -121,14 +141,26 @@ def follow(client: Client, handle: str, after: int, view: View, *, named: bool =
     """Print entries after `after` as they come; then a summary (stderr), which names the
     execution unless the caller printed its handle already (`named`). Returns the end."""
     items = client.follow(handle, after)  # log entries, then the Execution (or it raises)
-    item = next(items)
-    while isinstance(item, LogEntry):
-        view.show(item, functools.partial(render.render_entry, item), flush=True)
+    if view.json or view.width is None or view.watching is None:  # not on a terminal
         item = next(items)
+        while isinstance(item, LogEntry):
+            view.show(item, functools.partial(render.render_entry, item), flush=True)
+            item = next(items)
+    else:
+        from wfmctl.cli import live  # only a terminal needs it (with `signal`)
+
+        terminal_out = live.LiveFollow(
+            view.out, view.watching, view.width, color=view.color, escape=view.escape_out
+        )
+        with terminal_out:
+            item = next(items)
+            while isinstance(item, LogEntry):
+                terminal_out.entry(item)
+                item = next(items)
     if view.json:
         view.doc(protocol.Finished(execution=item))
     else:
-        view.note(render.execution_line(item, handle=named))
+        view.status_text(render.execution_line(item, handle=named), item.status, err=True)
     return item
 
 
@@ -150,6 +182,15 @@ def detached_hint(execution: Execution) -> str:
 
 
 def print_entries(entries: list[LogEntry], view: View) -> None:
+    if view.width is not None and (view.escape_out or view.color):  # a terminal
+        from wfmctl.cli import live
+
+        texts = [
+            live.render_for_terminal(e, color=view.color, escape=view.escape_out) for e in entries
+        ]
+        view.out.write("".join(text + "\n" for text in texts))
+        view.out.flush()
+        return
     view.lines([render.render_entry(entry) for entry in entries])
 
 
@@ -204,7 +245,10 @@ def started(client: Client, args: Args, view: View, execution: Execution) -> int
         if not view.json:
             view.line(handle, flush=True)
         ended = client.wait(handle)
-        view.show(ended, lambda: render.execution_line(ended, handle=False))
+        if view.json:
+            view.doc(ended)
+        else:
+            view.status_text(render.execution_line(ended, handle=False), ended.status)
         return exit_code_for(ended)
     view.show(execution, lambda: handle)
     return EXIT_OK
@@ -212,7 +256,10 @@ def started(client: Client, args: Args, view: View, execution: Execution) -> int
 
 def cmd_status(client: Client, args: Args, view: View) -> int:
     execution = client.status(args.handle)
-    view.show(execution, lambda: render.execution_detail(execution))
+    if view.json:
+        view.doc(execution)
+    else:
+        view.status_text(render.execution_detail(execution), execution.status)
     return EXIT_OK
 
 
@@ -253,7 +300,10 @@ def cmd_logs(client: Client, args: Args, view: View) -> int:
 
 def cmd_wait(client: Client, args: Args, view: View) -> int:
     execution = client.wait(watch(client, args.handle, view))
-    view.show(execution, lambda: render.execution_line(execution))
+    if view.json:
+        view.doc(execution)
+    else:
+        view.status_text(render.execution_line(execution), execution.status)
     return exit_code_for(execution)
 
 

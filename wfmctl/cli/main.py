@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         escape_out=not raw and _isatty(sys.stdout),
         escape_err=escape_err,
         width=help_width() + 2 if _isatty(sys.stdout) else None,
+        color=_color(sys.stdout, args),
+        color_err=_color(sys.stderr, args),
     )
     try:
         return commands.execute(args, socket_path, view)
@@ -76,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, never a traceback
         _print_error(f"unexpected {type(exc).__name__}: {exc}", escape_err)
         return EXIT_ERROR
+
+
+def _color(stream: TextIO | None, args: Args) -> bool:
+    """Colour on a terminal, unless NO_COLOR (not empty) or --no-color says otherwise."""
+    no_color = bool(getattr(args, "no_color", False)) or bool(os.environ.get("NO_COLOR"))
+    return not no_color and _isatty(stream)
 
 
 def one_line(text: str) -> str:

@@ -283,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print workflows' text as is, even on a terminal",
     )
 
+    common.add_argument(
+        "--no-color",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no colour on a terminal (also: NO_COLOR set to anything)",
+    )
+
     parser = argparse.ArgumentParser(
         prog="wfmctl",
         description="Run workflows under wfmd and query their history.",
