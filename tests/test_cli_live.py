@@ -17,6 +17,7 @@ from test_cli import ok
 
 from wfmctl.cli import style
 from wfmctl.cli.live import ERASE
+from wfmctl.protocol import LogEntry
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -42,7 +43,7 @@ say("a warning")
 for pct in (10, 50, 100):
     sys.stderr.write(f"\\rbar {{pct:3d}}%")
     sys.stderr.flush()
-    time.sleep(0.05)
+    time.sleep(0.8 if pct == 10 else 0.05)
 sys.stderr.write("\\n")
 say({event(type="phase_started", phase=2, total_phases=2, name="Build")!r})
 say("done")
@@ -73,6 +74,8 @@ def test_progress_line_and_colour_on_a_terminal(daemon: Daemon, showy: Path, com
     live.wait_for("fetching")
     live.wait_for("task t1: download · 0.")
     live.wait_for("task t1: download · 1.")
+    # The progress bar, while it is on its line (not stored yet): its latest state.
+    live.wait_for("showy · phase 1/2 Fetch · bar  10% · ")
     assert live.finish() == 0, live.stderr
     out = live.stdout
     assert f"{ERASE}{style.DIM}showy · phase 1/2 Fetch · task t1: download · " in out
@@ -121,3 +124,25 @@ def test_status_and_history_colour(daemon: Daemon) -> None:
     assert status.finish() == 0
     assert f"status:       {style.RED}Failed{style.RESET}" in status.stdout
     assert not SGR.search(ok(daemon.wfmctl("status", "@last")))
+
+
+def test_follow_live_sends_the_bar_before_its_line_is_stored(daemon: Daemon, showy: Path) -> None:
+    """Over the protocol: `Follow(partial=True)` brings the bar's latest states as they
+    change, then the stored line; a plain `follow` brings only the stored line."""
+    with daemon.client() as client:
+        handle = client.run("showy", {"flag": str(showy)}).handle
+        seen: list[object] = []
+        for item in client.follow_live(handle):
+            seen.append(item)
+        plain = list(client.follow(handle))
+    partials = [item for item in seen if isinstance(item, list)]
+    assert [p.text for batch in partials for p in batch][:1] == ["bar  10%"]
+    assert partials[0][0].stream == "stderr"
+    lines = [item.line for item in seen if isinstance(item, LogEntry)]
+    assert "\rbar  10%\rbar  50%\rbar 100%" in lines
+    first_bar = next(i for i, item in enumerate(seen) if isinstance(item, list) and item)
+    stored_at = next(
+        i for i, item in enumerate(seen) if isinstance(item, LogEntry) and "bar" in item.line
+    )
+    assert first_bar < stored_at
+    assert not any(isinstance(item, list) for item in plain)

@@ -361,6 +361,23 @@ class Client:
             else:
                 raise self._unexpected(protocol.Finished, frame)
 
+    def follow_live(
+        self, handle: str, after: int = -1
+    ) -> Iterator[LogEntry | list[protocol.PartialLine] | Execution]:
+        """`follow`, plus the latest states of progress bars still on their line: a list
+        of `PartialLine` whenever they change (an empty list: none any more). A terminal
+        shows them until the next entry of their stream, which finishes the line."""
+        request = protocol.Follow(handle=handle, after=after, partial=True)
+        for frame in self.stream(request):
+            if isinstance(frame, protocol.LogBatch):
+                yield from frame.entries
+                if frame.partial is not None:
+                    yield frame.partial
+            elif isinstance(frame, protocol.Finished):
+                yield frame.execution
+            else:
+                raise self._unexpected(protocol.Finished, frame)
+
     def wait(self, handle: str) -> Execution:
         """Block until the execution has ended; return it."""
         return self._expect(protocol.Wait(handle=handle), protocol.Finished).execution

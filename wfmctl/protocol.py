@@ -196,10 +196,13 @@ class GetLogs(Request, frozen=True, tag="logs"):
 
 
 class Follow(Request, frozen=True, tag="follow"):
-    """Stream entries after `after` until the execution ends; then a final `Finished`."""
+    """Stream entries after `after` until the execution ends; then a final `Finished`.
+    `partial`: also send the latest state of progress bars still on their line
+    (`LogBatch.partial`)."""
 
     handle: Handle
     after: Seq = -1
+    partial: bool = False
 
 
 class Wait(Request, frozen=True, tag="wait"):
@@ -330,10 +333,21 @@ class LogPage(Response, frozen=True, tag="log_page"):
     finished: bool  # the execution has ended and `entries` reach its last line
 
 
+class PartialLine(Message, frozen=True):
+    """A line still being written with carriage returns (a progress bar), as a terminal
+    would show it now: its latest state. Not stored, not numbered: the whole line is, once
+    its newline comes."""
+
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
 class LogBatch(Response, frozen=True, tag="log_batch"):
     """A non-final frame of a `Follow` stream."""
 
     entries: list[LogEntry]
+    # With Follow.partial: the progress bars unterminated now (empty: none any more).
+    partial: list[PartialLine] | None = None
 
 
 class Finished(Response, frozen=True, tag="finished"):

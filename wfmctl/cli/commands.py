@@ -140,8 +140,8 @@ def execute(args: Args, socket_path: str | None, view: View) -> int:
 def follow(client: Client, handle: str, after: int, view: View, *, named: bool = True) -> Execution:
     """Print entries after `after` as they come; then a summary (stderr), which names the
     execution unless the caller printed its handle already (`named`). Returns the end."""
-    items = client.follow(handle, after)  # log entries, then the Execution (or it raises)
     if view.json or view.width is None or view.watching is None:  # not on a terminal
+        items = client.follow(handle, after)  # log entries, then the Execution (or it raises)
         item = next(items)
         while isinstance(item, LogEntry):
             view.show(item, functools.partial(render.render_entry, item), flush=True)
@@ -152,11 +152,16 @@ def follow(client: Client, handle: str, after: int, view: View, *, named: bool =
         terminal_out = live.LiveFollow(
             view.out, view.watching, view.width, color=view.color, escape=view.escape_out
         )
+        live_items = client.follow_live(handle, after)
         with terminal_out:
-            item = next(items)
-            while isinstance(item, LogEntry):
-                terminal_out.entry(item)
-                item = next(items)
+            shown = next(live_items)
+            while not isinstance(shown, Execution):
+                if isinstance(shown, LogEntry):
+                    terminal_out.entry(shown)
+                else:
+                    terminal_out.partial(shown)
+                shown = next(live_items)
+            item = shown
     if view.json:
         view.doc(protocol.Finished(execution=item))
     else:

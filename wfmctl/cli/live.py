@@ -1,6 +1,10 @@
 """`run --follow` and `logs -f` on a terminal: log lines scroll, and a progress line stays at
 the bottom (phase n/N and its name, the current task, elapsed time), built from the events.
 
+A line that a progress bar rewrites with carriage returns (tqdm) is stored once its newline
+comes; until then the daemon sends its latest state (`Follow.partial`), shown in the
+progress line.
+
 The progress line is the last line of the terminal, written without a newline; before any
 log line is printed it is erased (`\\r` and erase-line), and it is drawn again afterwards:
 at most every DRAW_INTERVAL while lines stream, and every TICK while none come (a timer
@@ -16,7 +20,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from wfmctl.cli import render, style
-from wfmctl.protocol import Execution, LogEntry
+from wfmctl.protocol import Execution, LogEntry, PartialLine
 
 ERASE = "\r\x1b[K"  # to the start of the line, and clear it
 DRAW_INTERVAL = 0.05  # while lines stream: redrawn this often at most (20/s is smooth)
@@ -31,8 +35,11 @@ class Progress:
         self.began = execution.started_at or execution.created_at
         self.phase = ""
         self.task = ""
+        # Progress bars on their line now, by stream: their latest state (live, not stored).
+        self.bars: dict[str, str] = {}
 
     def update(self, entry: LogEntry) -> None:
+        self.bars.pop(entry.stream, None)  # the stream's line is finished
         event: Mapping[str, Any] = entry.event or {}
         match entry.type:
             case "phase_started":
@@ -49,7 +56,7 @@ class Progress:
                 self.task = ""
 
     def line(self, now: float, width: int) -> str:
-        parts = [p for p in (self.workflow, self.phase, self.task) if p]
+        parts = [p for p in (self.workflow, self.phase, self.task, *self.bars.values()) if p]
         parts.append(render.format_duration(max(0.0, now - self.began)))
         text = " · ".join(parts)
         return text if len(text) < width else text[: max(1, width - 2)] + "…"
@@ -96,6 +103,21 @@ class LiveFollow:
             now = time.monotonic()
             if now - self.drawn_at >= DRAW_INTERVAL:
                 self.draw()
+            self.out.flush()
+        finally:
+            self.busy = False
+
+    def partial(self, lines: list[PartialLine]) -> None:
+        """The progress bars' latest states: shown in the progress line until their line
+        ends (and is printed like any other)."""
+        from wfmctl.cli import terminal
+
+        self.busy = True
+        try:
+            self.progress.bars = {
+                p.stream: terminal.escape(p.text) if self.escape else p.text for p in lines
+            }
+            self.draw()
             self.out.flush()
         finally:
             self.busy = False
