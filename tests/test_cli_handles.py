@@ -82,6 +82,10 @@ def test_a_mistyped_workflow_gets_did_you_mean(daemon: Daemon) -> None:
         result = daemon.wfmctl(*args)
         assert result.returncode == EXIT_NOINPUT, result
         assert "did you mean 'echo_params'?" in result.stderr, result.stderr
+    # history of an unknown workflow: empty, with a hint (its runs may outlive it).
+    empty = daemon.wfmctl("history", "--workflow", "echo_parms")
+    assert empty.returncode == 0 and empty.stdout.strip() == "no executions"
+    assert "did you mean 'echo_params'?" in empty.stderr
     far = daemon.wfmctl("run", "zzz")
     assert far.returncode == EXIT_NOINPUT and "did you mean" not in far.stderr
 

@@ -339,6 +339,13 @@ def cmd_history(client: Client, args: Args, view: View) -> int:
     view.table(render.history_table(page.executions, full=args.full))
     if page.next_before is not None and len(page.executions) >= args.limit:
         view.note(f"(more: repeat with --before {page.next_before})")
+    if not page.executions and args.workflow and not args.workflow.startswith("cmd:"):
+        # Nothing: perhaps a typo. A workflow no longer installed keeps its history, so
+        # this is a hint, not an error.
+        known = [w.id for w in client.workflows().workflows]
+        if args.workflow not in known:
+            close = render.did_you_mean(args.workflow, known)
+            view.note(f"(no workflow {args.workflow!r} is installed{close})")
     return EXIT_OK
 
 
