@@ -13,8 +13,7 @@ from live_terminal import LiveTerminal
 from test_cli import ok, run_handle
 from test_cli_args import subcommand_parsers
 
-from wfmctl.cli.exit_codes import EXIT_CANCELLED
-from wfmctl.cli.parser import COMMAND_EXIT_CODES
+from wfmctl.cli.exit_codes import COMMAND_EXIT_CODES, EXIT_CANCELLED
 
 SLEEPER = 'print("started", flush=True)\ntime.sleep(60)\n'
 

@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     _replace_unencodable(sys.stdout)
 
     from wfmctl.cli import commands  # lazy: --help needs none of it; see test_help_stays_light
+    from wfmctl.cli.view import View
 
-    view = commands.View(
+    view = View(
         as_json,
         sys.stdout,
         sys.stderr,
