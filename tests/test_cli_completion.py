@@ -58,6 +58,11 @@ def test_bash_completes_commands_options_and_live_values(daemon: Daemon) -> None
     assert bash_complete(daemon.socket, "wfmctl completion z") == ["zsh"]
 
 
+def test_completion_needs_a_shell() -> None:
+    result = subprocess.run([WFMCTL, "completion"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "give a shell" in result.stderr, result
+
+
 def test_completion_is_silent_and_quick_when_the_daemon_is_down(tmp_path: Path) -> None:
     down = tmp_path / "nothing.sock"
     assert bash_complete(down, "wfmctl status ") == []

@@ -92,8 +92,10 @@ def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
 
 
 def check_run(parser: argparse.ArgumentParser, args: Args) -> None:
-    """A workflow, or a command: not both, not neither, each with its own options.
-    Exits with a usage error (2) as argparse does."""
+    """A workflow, or a command: not both, not neither, each with its own options; and
+    `completion` needs a shell. Exits with a usage error (2) as argparse does."""
+    if args.command == "completion" and args.shell is None and args.list is None:
+        parser.error("completion: give a shell: bash, zsh or fish")
     if args.command != "run":
         return
     command = args.command_argv
