@@ -99,14 +99,22 @@ def test_a_command_is_supervised_as_a_workflow(daemon: Daemon, tmp_path: Path) -
     assert refused.returncode == EXIT_DATAERR
 
 
-def test_the_concurrency_limit_holds_commands_too(make_daemon: MakeDaemon) -> None:
+def test_the_concurrency_limit_holds_commands_too(make_daemon: MakeDaemon, tmp_path: Path) -> None:
     daemon = make_daemon(["--max-concurrent", "1"]).start()
     first = ok(daemon.wfmctl("run", "--", "sleep", "60")).strip()
     second = ok(daemon.wfmctl("run", "--", "sleep", "60")).strip()
+    # A directory that goes away while its command waits for a slot: the reason says which.
+    gone = tmp_path / "gone"
+    gone.mkdir()
     with daemon.client() as client:
         assert client.status(second).status == "NotStarted"
+        queued = client.run_command(["true"], cwd=str(gone))
+        gone.rmdir()
         client.cancel(second)
         client.cancel(first)
+        ended = client.wait(queued.handle)
+    assert ended.ended_by == "spawn_error"
+    assert f"working directory {gone}" in (ended.reason or ""), ended.reason
 
 
 def test_command_line_mistakes(daemon: Daemon, tmp_path: Path) -> None:

@@ -277,6 +277,9 @@ class Supervisor:
             proc, out_read, err_read = await _spawn(stored.argv, env, box, stored.info.cwd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
             why = getattr(exc, "strerror", None) or exc
+            # subprocess reports a failed chdir with the directory as the file name.
+            if stored.info.cwd is not None and getattr(exc, "filename", None) == stored.info.cwd:
+                why = f"working directory {stored.info.cwd}: {why}"
             reason = f"could not start {stored.argv[0]}: {why}"
             return Finish(stored.id, "Failed", "spawn_error", reason)
         # The writer's reader thread now owns the read ends.
