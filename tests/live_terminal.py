@@ -90,8 +90,10 @@ class LiveTerminal:
     def wait_blocked_on_wfmd(self) -> None:
         """Until wfmctl has sat waiting for a reply from wfmd for a while (its kernel wait
         channel, read three times 50 ms apart): a wait or follow in progress, not a start."""
-        deadline = time.monotonic() + TIMEOUT
+        began = time.monotonic()
+        deadline = began + TIMEOUT
         seen = 0
+        named = False  # a wait channel was ever shown
         while seen < BLOCKED_READS:
             if time.monotonic() > deadline:
                 raise AssertionError(f"wfmctl never waited on wfmd: {self.stderr!r}")
@@ -99,9 +101,9 @@ class LiveTerminal:
                 wchan = Path(f"/proc/{self.proc.pid}/wchan").read_text()
             except OSError:
                 wchan = ""
-            if wchan in ("", "0"):  # a kernel that hides wait channels: give it time
-                self._read(UNKNOWN_WAIT)
-                return
+            named = named or wchan not in ("", "0")  # "0": running, or hidden by the kernel
+            if not named and time.monotonic() - began > UNKNOWN_WAIT:
+                return  # a kernel that hides wait channels: it had time to get there
             seen = seen + 1 if wchan.startswith("unix_stream_read") else 0
             self._read(BLOCKED_POLL)
 
