@@ -307,7 +307,7 @@ def test_every_subcommand_has_a_command_function_and_vice_versa() -> None:
 
 
 def test_handle_commands_are_the_subcommands_that_take_only_a_handle() -> None:
-    common = {"help", "json", "socket", "raw"}  # on every subcommand
+    common = {"help", "json", "socket", "raw", "no_color"}  # on every subcommand
     only_a_handle = {
         name
         for name, parser in subcommand_parsers().items()

@@ -189,8 +189,8 @@ def test_execution_detail(utc: None) -> None:
 def test_history_table(utc: None) -> None:
     assert render.history_table([]) == "no executions"
     rows = render.history_table([execution(), execution("Cancelled", handle="ffff")]).splitlines()
-    assert rows[0].split() == ["HANDLE", "WORKFLOW", "STATUS", "CREATED", "DURATION", "OUTCOME"]
-    assert rows[1] == "a1b2c3  simple_echo  Completed  2026-11-26 14:03:07  1.2s"
+    assert rows[0].split() == ["HANDLE", "WORKFLOW", "STATUS", "CREATED", "TOOK", "OUTCOME"]
+    assert rows[1] == "a1b2c3  simple_echo  Completed  2026-11-26 14:03  1.2s"
     assert rows[2].startswith("ffff    simple_echo  Cancelled")
 
 
@@ -245,8 +245,9 @@ def test_params_and_pong() -> None:
         storage_error="disk full",
     )
     text = render.pong_detail(pong, 1)
-    assert "uptime:    3m04s" in text
-    assert "storage:   ERROR: disk full" in text
+    assert "uptime:      3m04s" in text
+    assert "storage:     ERROR: disk full" in text
+    assert "executions:  1 Running, 0 NotStarted" in text
     assert "containment" not in text  # a daemon older than the field
 
 

@@ -1,4 +1,5 @@
-"""Each execution records its workflow's name as it was run; status and history show it."""
+"""Each execution records its workflow's name as it was run; status and `history --full`
+show it (plain `history` keeps to ids, to fit 80 columns)."""
 
 from __future__ import annotations
 
@@ -16,5 +17,6 @@ def test_status_and_history_show_the_workflow_name(daemon: Daemon, workflow_dir:
     status = daemon.wfmctl("status", handle)
     assert status.returncode == 0, status.stderr
     assert "nightly (Nightly report)" in status.stdout
-    history = daemon.wfmctl("history")
+    history = daemon.wfmctl("history", "--full")
     assert "nightly (Nightly report)" in history.stdout
+    assert "(Nightly report)" not in daemon.wfmctl("history").stdout

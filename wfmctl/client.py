@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -299,6 +299,31 @@ class Client:
         req = protocol.Run(workflow_id=workflow_id, params=dict(params or {}), timeout=timeout)
         return self._expect(req, protocol.Accepted).execution
 
+    def run_command(
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Execution:
+        """Run any command line under the daemon, supervised and recorded as a workflow run
+        is (`cmd:NAME` in history). `cwd`: absolute (None: the daemon's default, the user's
+        home); `env`: set on top of the daemon's environment, and recorded."""
+        req = protocol.RunCommand(argv=list(argv), cwd=cwd, env=dict(env or {}), timeout=timeout)
+        return self._expect(req, protocol.Accepted).execution
+
+    def rerun(
+        self,
+        handle: str,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Execution:
+        """Run an execution's workflow again with its parameters, `params` overriding them
+        (timeout: the original's unless given); the new execution's `rerun_of` names it."""
+        req = protocol.Rerun(handle=handle, params=dict(params or {}), timeout=timeout)
+        return self._expect(req, protocol.Accepted).execution
+
     def status(self, handle: str) -> Execution:
         return self._expect(protocol.GetStatus(handle=handle), protocol.StatusReply).execution
 
@@ -354,6 +379,23 @@ class Client:
         for frame in self.stream(protocol.Follow(handle=handle, after=after)):
             if isinstance(frame, protocol.LogBatch):
                 yield from frame.entries
+            elif isinstance(frame, protocol.Finished):
+                yield frame.execution
+            else:
+                raise self._unexpected(protocol.Finished, frame)
+
+    def follow_live(
+        self, handle: str, after: int = -1
+    ) -> Iterator[LogEntry | list[protocol.PartialLine] | Execution]:
+        """`follow`, plus the latest states of progress bars still on their line: a list
+        of `PartialLine` whenever they change (an empty list: none any more). A terminal
+        shows them until the next entry of their stream, which finishes the line."""
+        request = protocol.Follow(handle=handle, after=after, partial=True)
+        for frame in self.stream(request):
+            if isinstance(frame, protocol.LogBatch):
+                yield from frame.entries
+                if frame.partial is not None:
+                    yield frame.partial
             elif isinstance(frame, protocol.Finished):
                 yield frame.execution
             else:

@@ -30,12 +30,47 @@ def _runtime_dir() -> str:
 
     Without XDG_RUNTIME_DIR (cron, CI, `su`), platformdirs would warn and guess; we fall back
     to a private directory in the temp dir instead, which the daemon creates with mode 0700.
+    With it, the answer is platformdirs': `_plain_xdg_runtime_dir` finds it with a few
+    `lstat`s in the usual case, and anything unusual is left to platformdirs itself.
     """
-    if os.environ.get("XDG_RUNTIME_DIR"):
-        import platformdirs  # only here: most `wfmctl` runs never need it
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        plain = _plain_xdg_runtime_dir(xdg)
+        if plain is not None:
+            return os.path.join(plain, APP_NAME)
+        import platformdirs  # only here: costs a short-lived client ~15 ms with its imports
 
         return platformdirs.user_runtime_dir(APP_NAME)
     return os.path.join(_temp_dir(), f"{APP_NAME}-{os.getuid()}")
+
+
+def _plain_xdg_runtime_dir(path: str) -> str | None:
+    """`path` if platformdirs would accept it as is as XDG_RUNTIME_DIR, else None (unsure).
+
+    Accepted: an absolute, normalised path whose every component is a real directory (no
+    symlink) owned by root or by us and not writable by group or others unless sticky, and
+    whose last component is ours with mode 0700. That is platformdirs' check (`_paths`,
+    `_runtime`) in the case where it passes without following a link; everything else goes
+    to platformdirs, which also explains (warns) what is wrong. test_paths compares both.
+    """
+    if not path.startswith("/") or os.path.normpath(path) != path or path == "/":
+        return None
+    uid = os.geteuid()
+    current = ""
+    try:
+        for part in path.split("/")[1:]:
+            current += "/" + part
+            info = os.lstat(current)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid not in (0, uid):
+                return None
+            shared = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+            if shared and not info.st_mode & stat.S_ISVTX:
+                return None
+    except OSError:
+        return None
+    if info.st_uid != uid or stat.S_IMODE(info.st_mode) != 0o700:
+        return None
+    return path
 
 
 def runtime_dir() -> Path:

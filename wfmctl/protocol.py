@@ -41,6 +41,10 @@ Count = Annotated[int, Meta(ge=0, le=2**31)]  # a limit, an offset, a number of 
 Handle = Annotated[str, Meta(max_length=100)]
 Name = Annotated[str, Meta(max_length=200)]  # a workflow id or a field name
 
+# Wherever a request takes a handle, `@last` names the newest execution and `@last:WORKFLOW`
+# the newest of that workflow (the daemon resolves them, as it does prefixes).
+LAST_HANDLE = "@last"
+
 Status = Literal["NotStarted", "Running", "Completed", "Failed", "Cancelled"]
 FINISHED_STATUSES: frozenset[str] = frozenset({"Completed", "Failed", "Cancelled"})
 ALL_STATUSES: tuple[str, ...] = ("NotStarted", "Running", "Completed", "Failed", "Cancelled")
@@ -119,6 +123,13 @@ class SkippedFile(Message, frozen=True):
     reason: str
 
 
+class WorkflowDirectory(Message, frozen=True):
+    """A directory the daemon scans for workflows, in the order scanned."""
+
+    path: str
+    exists: bool
+
+
 class Execution(Message, frozen=True):
     handle: Handle
     workflow_id: str
@@ -135,6 +146,10 @@ class Execution(Message, frozen=True):
     ended_by: str | None = None  # an EndedBy word once it has ended; None from older daemons
     workflow_name: str | None = None  # the workflow's name when it was run
     queue_position: int | None = None  # while NotStarted: 1 is the next to start
+    rerun_of: str | None = None  # the handle of the execution this one reran (`rerun`)
+    command: list[str] | None = None  # a one-off command's argv (workflow_id `cmd:NAME`)
+    cwd: str | None = None  # the working directory it runs in; None: older than the field
+    env: dict[str, str] = {}  # variables set for it on top of the daemon's environment
 
 
 class LogEntry(Message, frozen=True):
@@ -190,10 +205,13 @@ class GetLogRows(Request, frozen=True, tag="log_rows"):
 
 
 class Follow(Request, frozen=True, tag="follow"):
-    """Stream entries after `after` until the execution ends; then a final `Finished`."""
+    """Stream entries after `after` until the execution ends; then a final `Finished`.
+    `partial`: also send the latest state of progress bars still on their line
+    (`LogBatch.partial`)."""
 
     handle: Handle
     after: Seq = -1
+    partial: bool = False
 
 
 class Wait(Request, frozen=True, tag="wait"):
@@ -255,6 +273,30 @@ class ImportHistory(Request, frozen=True, tag="import"):
     dry_run: bool = False  # report what would be imported, change nothing
 
 
+# A one-off command line: bounded like everything else in a request (the frame limit holds
+# the total).
+CommandArgv = Annotated[list[str], Meta(min_length=1, max_length=100_000)]
+
+
+class RunCommand(Request, frozen=True, tag="run_command"):
+    """Run any command line under the daemon, as a workflow runs (`wfmctl run -- CMD`);
+    answered with `Accepted`. Its workflow_id is `cmd:` and the program's base name."""
+
+    argv: CommandArgv
+    cwd: str | None = None  # absolute; None: the daemon's default (the user's home)
+    env: dict[str, str] = {}  # set on top of the daemon's environment, recorded
+    timeout: Seconds | None = None  # None means the daemon's default; 0 means no limit
+
+
+class Rerun(Request, frozen=True, tag="rerun"):
+    """Run an execution's workflow again with its parameters, `params` overriding them;
+    answered with `Accepted`. The new execution records `rerun_of`."""
+
+    handle: Handle
+    params: dict[str, Any] = {}
+    timeout: Seconds | None = None  # None: the original's; 0 means no limit
+
+
 class Shutdown(Request, frozen=True, tag="shutdown"):
     """Stop the daemon as SIGTERM would; answered with `Stopping` before it stops."""
 
@@ -313,6 +355,8 @@ RequestType = (
     | Delete
     | GetInfo
     | Export
+    | Rerun
+    | RunCommand
 )
 
 
@@ -351,6 +395,7 @@ class WorkflowList(Response, frozen=True, tag="workflow_list"):
     workflows: list[Workflow]
     skipped: list[SkippedFile] = []
     conflicts: list[str] = []
+    directories: list[WorkflowDirectory] = []  # scanned, in order; empty: older daemons
 
 
 class Accepted(Response, frozen=True, tag="accepted"):
@@ -367,10 +412,21 @@ class LogPage(Response, frozen=True, tag="log_page"):
     finished: bool  # the execution has ended and `entries` reach its last line
 
 
+class PartialLine(Message, frozen=True):
+    """A line still being written with carriage returns (a progress bar), as a terminal
+    would show it now: its latest state. Not stored, not numbered: the whole line is, once
+    its newline comes."""
+
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
 class LogBatch(Response, frozen=True, tag="log_batch"):
     """A non-final frame of a `Follow` stream."""
 
     entries: list[LogEntry]
+    # With Follow.partial: the progress bars unterminated now (empty: none any more).
+    partial: list[PartialLine] | None = None
 
 
 class Finished(Response, frozen=True, tag="finished"):

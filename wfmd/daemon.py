@@ -36,7 +36,7 @@ from wfmd.store import DatabaseError, Store
 from wfmd.store.database import DatabaseFile
 from wfmd.systemd import Notifier, PassedFd, Systemd, feed_watchdog, keep_status_current
 from wfmd.workflows.catalog import WorkflowCatalog
-from wfmd.workflows.discovery import default_workflow_dirs
+from wfmd.workflows.discovery import create_user_dir, default_workflow_dirs
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,8 @@ async def _serve(
     recovered = await recovery.recover(store, supervised=(), after_crash=True)
     if recovered:
         log.warning("recovered %d execution(s) left running by a daemon that died", recovered)
+    if not config.workflow_dirs:  # the defaults: the user's own directory is made for them
+        await trio.to_thread.run_sync(create_user_dir)
     catalog = WorkflowCatalog(config.workflow_dirs or default_workflow_dirs(), config.probe_timeout)
     stop = trio.Event()
     failed: BaseException | None = None

@@ -26,7 +26,9 @@ measured in the same run:
               again while one workflow ingests as fast as it can, against its solo rate
   follow      a workflow printing a timestamped line every 10 ms; `follow` receive time
               minus printed time
-  client      `wfmctl status` as a fresh process vs `python -I -c "import msgspec, socket"`
+  client      `wfmctl status` as a fresh process vs `python -I -c "import msgspec, socket"`,
+              on the default socket as a user runs it (XDG_RUNTIME_DIR, no WFM_SOCKET) and
+              through WFM_SOCKET,
               and vs `supervisorctl status` against a running supervisord
   peers       supervisord capturing the same child's lines to a file vs wfmd to its database;
               supervisord's program is started with the XML-RPC call supervisorctl makes
@@ -1190,15 +1192,32 @@ def wall_time(argv: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - began
 
 
+def user_environment(xdg: Path, socket_path: Path) -> dict[str, str]:
+    """The environment of a user's shell whose default socket is the daemon's: no
+    WFM_SOCKET, and XDG_RUNTIME_DIR (0700, as a login session's) holding `wfm/wfmd.sock`, a
+    link to the daemon's socket, so that wfmctl finds its way there as it would by itself."""
+    (xdg / "wfm").mkdir(mode=0o700, parents=True, exist_ok=True)
+    xdg.chmod(0o700)
+    link = xdg / "wfm" / "wfmd.sock"
+    link.unlink(missing_ok=True)
+    link.symlink_to(socket_path)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(xdg))
+    env.pop("WFM_SOCKET", None)
+    return env
+
+
 def bench_client(ctx: Context, daemon: Daemon) -> None:
     r, runs = ctx.report, ctx.settings.client_runs
     r.section(f"client: fresh processes, median of {runs}, interleaved")
     env = dict(os.environ, WFM_SOCKET=str(daemon.socket))
     handle = ctx.targets.handles[0]
-    check = subprocess.run([WFMCTL, "status", handle], env=env, capture_output=True)
-    assert check.returncode == 0 and handle in check.stdout.decode(), check
+    default_env = user_environment(ctx.work / "xdg", daemon.socket)
+    for check_env in (env, default_env):
+        check = subprocess.run([WFMCTL, "status", handle], env=check_env, capture_output=True)
+        assert check.returncode == 0 and handle in check.stdout.decode(), check
     commands: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "wfmctl": ([WFMCTL, "status", handle], env),
+        "wfmctl, default socket": ([WFMCTL, "status", handle], default_env),
         "python": ([sys.executable, "-I", "-c", "import msgspec, socket"], None),
     }
     if ctx.supervisor is not None:
@@ -1215,7 +1234,7 @@ def bench_client(ctx: Context, daemon: Daemon) -> None:
     for argv, cmd_env in commands.values():
         # Warm-up: page cache, and .pyc files even where PYTHONDONTWRITEBYTECODE is set (an
         # editable install would otherwise recompile changed modules at every start; an
-        # installed package has its bytecode). Same for all three.
+        # installed package has its bytecode). Same for every command.
         warm_env = dict(cmd_env or os.environ)
         warm_env.pop("PYTHONDONTWRITEBYTECODE", None)
         wall_time(argv, warm_env)
@@ -1223,6 +1242,14 @@ def bench_client(ctx: Context, daemon: Daemon) -> None:
         for name, (argv, cmd_env) in commands.items():
             times[name].append(wall_time(argv, cmd_env))
     med = {name: statistics.median(values) for name, values in times.items()}
+    r.add(
+        "`wfmctl status HANDLE`, default socket, vs bare python",
+        ms(med["wfmctl, default socket"]),
+        baseline=f"python -I -c 'import msgspec, socket' {ms(med['python'])}",
+        ratio=f"{med['wfmctl, default socket'] / med['python']:.2f}",
+        bar=f"<= {CLIENT_VS_PYTHON}x",
+        ok=med["wfmctl, default socket"] <= CLIENT_VS_PYTHON * med["python"],
+    )
     r.add(
         "`wfmctl status HANDLE` vs bare python",
         ms(med["wfmctl"]),

@@ -7,102 +7,16 @@ them and picks the exit code; nothing here prints an error itself.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
-from typing import TextIO
 
 from wfmctl import protocol
-from wfmctl.cli import render, terminal
+from wfmctl.cli import render
 from wfmctl.cli.args import Args, merge_params
 from wfmctl.cli.exit_codes import EXIT_ERROR, EXIT_OK, EXIT_USAGE, exit_code_for
+from wfmctl.cli.view import View
 from wfmctl.client import UNEXPECTED_REPLY, Client, WfmError
 from wfmctl.protocol import ErrorCode, Execution, LogEntry, LogPage
-
-
-class View:
-    """Where output goes, and in which form.
-
-    `escape_out` / `escape_err`: the stream is a terminal (and no --raw), so text from
-    workflows is shown with its control characters escaped (see `terminal`). Every line goes
-    through here, so nothing a workflow controls reaches a terminal raw.
-
-    A plain class, not a dataclass: every `wfmctl` start would import `dataclasses` for a
-    few attributes (see test_status_skips_argparse).
-    """
-
-    def __init__(
-        self,
-        json: bool,
-        out: TextIO,
-        err: TextIO,
-        *,
-        escape_out: bool = False,
-        escape_err: bool = False,
-    ) -> None:
-        self.json = json
-        self.out = out
-        self.err = err
-        self.escape_out = escape_out
-        self.escape_err = escape_err
-
-    def doc(self, message: protocol.Message) -> None:
-        """A JSON document (or one JSON line of a stream), always UTF-8: JSON's own encoding,
-        whatever the locale, so no character is ever replaced in machine-readable output."""
-        import msgspec.json  # only --json needs it (it pulls in msgspec's schema support)
-
-        data = msgspec.json.encode(protocol.to_builtins(message)) + b"\n"
-        if self.escape_out:
-            data = terminal.escape_json(data.decode()).encode()
-        buffer = getattr(self.out, "buffer", None)
-        if buffer is None:  # a text-only stream (tests): it takes any str
-            self.out.write(data.decode())
-        else:
-            self.out.flush()
-            buffer.write(data)
-        self.out.flush()
-
-    def show(
-        self, message: protocol.Message, text: Callable[[], str], *, flush: bool = False
-    ) -> None:
-        """`message` as JSON with --json, else the human text (only rendered when shown)."""
-        if self.json:
-            self.doc(message)
-        else:
-            self.line(text(), flush=flush)
-
-    def line(self, text: str, *, flush: bool = False) -> None:
-        if self.escape_out:
-            text = terminal.escape(text)
-        print(text, file=self.out, flush=flush)
-
-    def lines(self, texts: list[str]) -> None:
-        """Several lines in one write, then a flush: the hot path of `logs`."""
-        if texts:
-            if self.escape_out:  # line by line: most lines pass escape()'s quick check
-                texts = [terminal.escape(text) for text in texts]
-            self.out.write("\n".join(texts) + "\n")
-        self.out.flush()
-
-    def rows(self, rows: list[protocol.ExportRow]) -> None:
-        """Stored rows as `logs` prints them: lines as printed, events rendered; in one write."""
-        parts = []
-        for row in rows:
-            if row.type == "raw_output" or row.event is None:
-                text = row.data.decode("utf-8", "replace")
-                parts.append(text if text.endswith("\n") else text + "\n")
-            else:
-                parts.append(render.render_event(row.type, row.event) + "\n")
-        text = "".join(parts)
-        if self.escape_out:
-            text = "\n".join(terminal.escape(line) for line in text.split("\n"))
-        self.out.write(text)
-        self.out.flush()
-
-    def note(self, text: str) -> None:
-        """Commentary that is not the command's output (stderr, so pipes stay clean)."""
-        if self.escape_err:
-            text = terminal.escape(text)
-        print(text, file=self.err, flush=True)
-
 
 Command = Callable[[Client, Args, View], int]
 
@@ -112,6 +26,8 @@ def execute(args: Args, socket_path: str | None, view: View) -> int:
         return cmd_mcp(None, args, view)
     if args.command == "service":  # talks to systemd, not to wfmd
         return cmd_service(None, args, view)
+    if args.command == "completion":  # a script; or live values, asked for with a timeout
+        return cmd_completion(None, args, view)
     with Client(socket_path) as client:
         return COMMANDS[args.command](client, args, view)
 
@@ -119,21 +35,65 @@ def execute(args: Args, socket_path: str | None, view: View) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def follow(client: Client, handle: str, after: int, view: View) -> Execution:
-    """Print entries after `after` as they come; then a summary (stderr). Returns the end."""
-    items = client.follow(handle, after)  # log entries, then the Execution (or it raises)
-    item = next(items)
-    while isinstance(item, LogEntry):
-        view.show(item, functools.partial(render.render_entry, item), flush=True)
+def follow(client: Client, handle: str, after: int, view: View, *, named: bool = True) -> Execution:
+    """Print entries after `after` as they come; then a summary (stderr), which names the
+    execution unless the caller printed its handle already (`named`). Returns the end."""
+    if view.json or view.width is None or view.watching is None:  # not on a terminal
+        items = client.follow(handle, after)  # log entries, then the Execution (or it raises)
         item = next(items)
+        while isinstance(item, LogEntry):
+            view.show(item, functools.partial(render.render_entry, item), flush=True)
+            item = next(items)
+    else:
+        from wfmctl.cli import live  # only a terminal needs it (with `signal`)
+
+        terminal_out = live.LiveFollow(
+            view.out, view.watching, view.width, color=view.color, escape=view.escape_out
+        )
+        live_items = client.follow_live(handle, after)
+        with terminal_out:
+            shown = next(live_items)
+            while not isinstance(shown, Execution):
+                if isinstance(shown, LogEntry):
+                    terminal_out.entry(shown)
+                else:
+                    terminal_out.partial(shown)
+                shown = next(live_items)
+            item = shown
     if view.json:
         view.doc(protocol.Finished(execution=item))
     else:
-        view.note(render.execution_line(item))
+        view.status_text(render.execution_line(item, handle=named), item.status, err=True)
     return item
 
 
+def watch(client: Client, handle: str, view: View) -> str:
+    """The whole handle `handle` names, now: `@last` keeps meaning this execution, and a
+    Ctrl-C can say which one goes on running (`view.watching`)."""
+    view.watching = client.status(handle)
+    return view.watching.handle
+
+
+def detached_hint(execution: Execution) -> str:
+    """What Ctrl-C while watching prints: the execution goes on, and how to get back to it."""
+    short = render.short_handle(execution.handle)
+    return (
+        f"wfmctl: stopped watching; {short} ({execution.workflow_id}) goes on running\n"
+        f"  follow it again: wfmctl logs -f {short}\n"
+        f"  stop it:         wfmctl cancel {short}"
+    )
+
+
 def print_entries(entries: list[LogEntry], view: View) -> None:
+    if view.width is not None and (view.escape_out or view.color):  # a terminal
+        from wfmctl.cli import live
+
+        texts = [
+            live.render_for_terminal(e, color=view.color, escape=view.escape_out) for e in entries
+        ]
+        view.out.write("".join(text + "\n" for text in texts))
+        view.out.flush()
+        return
     view.lines([render.render_entry(entry) for entry in entries])
 
 
@@ -151,7 +111,8 @@ def cmd_workflows(client: Client, args: Args, view: View) -> int:
     if args.id is not None:
         found = [w for w in reply.workflows if w.id == args.id]
         if not found:
-            raise WfmError(ErrorCode.NOT_FOUND, f"no workflow with id {args.id!r}")
+            close = render.did_you_mean(args.id, [w.id for w in reply.workflows])
+            raise WfmError(ErrorCode.NOT_FOUND, f"no workflow with id {args.id!r}{close}")
         view.show(found[0], lambda: render.workflow_detail(found[0]) + render.problems(reply))
         return EXIT_OK
     view.show(reply, lambda: render.workflows_table(reply))
@@ -159,17 +120,36 @@ def cmd_workflows(client: Client, args: Args, view: View) -> int:
 
 
 def cmd_run(client: Client, args: Args, view: View) -> int:
+    if args.command_argv is not None:
+        cwd = os.path.abspath(args.cwd) if args.cwd is not None else os.getcwd()
+        execution = client.run_command(
+            args.command_argv, cwd=cwd, env=dict(args.env or ()), timeout=args.timeout
+        )
+        return started(client, args, view, execution)
     params = merge_params(args.params_json, args.params)
-    execution = client.run(args.workflow, params, timeout=args.timeout)
+    return started(client, args, view, client.run(args.workflow, params, timeout=args.timeout))
+
+
+def cmd_rerun(client: Client, args: Args, view: View) -> int:
+    params = merge_params(args.params_json, args.params)
+    return started(client, args, view, client.rerun(args.handle, params, timeout=args.timeout))
+
+
+def started(client: Client, args: Args, view: View, execution: Execution) -> int:
+    """After run or rerun: the handle, then (--follow, --wait) watch it to its end."""
     handle = execution.handle
+    view.watching = execution
     if args.follow:
         view.show(protocol.Accepted(execution=execution), lambda: handle, flush=True)
-        return exit_code_for(follow(client, handle, -1, view))
+        return exit_code_for(follow(client, handle, -1, view, named=False))
     if args.wait:
         if not view.json:
             view.line(handle, flush=True)
         ended = client.wait(handle)
-        view.show(ended, lambda: render.execution_line(ended))
+        if view.json:
+            view.doc(ended)
+        else:
+            view.status_text(render.execution_line(ended, handle=False), ended.status)
         return exit_code_for(ended)
     view.show(execution, lambda: handle)
     return EXIT_OK
@@ -177,18 +157,25 @@ def cmd_run(client: Client, args: Args, view: View) -> int:
 
 def cmd_status(client: Client, args: Args, view: View) -> int:
     execution = client.status(args.handle)
-    view.show(execution, lambda: render.execution_detail(execution))
+    if view.json:
+        view.doc(execution)
+    else:
+        view.status_text(render.execution_detail(execution), execution.status)
     return EXIT_OK
 
 
 def cmd_logs(client: Client, args: Args, view: View) -> int:
     handle: str = args.handle
     if args.follow:
+        handle = watch(client, handle, view)
         after = -1 if args.after is None else args.after
         if args.tail is not None:  # like `tail -n N -f`: the last N, then live
             page = client.logs(handle, tail=args.tail)
-            for entry in page.entries:
-                view.show(entry, functools.partial(render.render_entry, entry))
+            if view.json:
+                for entry in page.entries:
+                    view.doc(entry)
+            else:
+                print_entries(page.entries, view)
             if page.entries:
                 after = page.entries[-1].seq
         follow(client, handle, after, view)
@@ -216,8 +203,11 @@ def cmd_logs(client: Client, args: Args, view: View) -> int:
 
 
 def cmd_wait(client: Client, args: Args, view: View) -> int:
-    execution = client.wait(args.handle)
-    view.show(execution, lambda: render.execution_line(execution))
+    execution = client.wait(watch(client, args.handle, view))
+    if view.json:
+        view.doc(execution)
+    else:
+        view.status_text(render.execution_line(execution), execution.status)
     return exit_code_for(execution)
 
 
@@ -245,9 +235,16 @@ def cmd_history(client: Client, args: Args, view: View) -> int:
     if view.json:
         view.doc(page)
         return EXIT_OK
-    view.line(render.history_table(page.executions))
+    view.table(render.history_table(page.executions, full=args.full))
     if page.next_before is not None and len(page.executions) >= args.limit:
         view.note(f"(more: repeat with --before {page.next_before})")
+    if not page.executions and args.workflow and not args.workflow.startswith("cmd:"):
+        # Nothing: perhaps a typo. A workflow no longer installed keeps its history, so
+        # this is a hint, not an error.
+        known = [w.id for w in client.workflows().workflows]
+        if args.workflow not in known:
+            close = render.did_you_mean(args.workflow, known)
+            view.note(f"(no workflow {args.workflow!r} is installed{close})")
     return EXIT_OK
 
 
@@ -276,7 +273,7 @@ def cmd_shutdown(client: Client, args: Args, view: View) -> int:
         reply,
         lambda: (
             f"wfmd (pid {reply.pid}) is stopping: {reply.running} running execution(s) "
-            f"to stop, {reply.queued} queued run(s) stay queued"
+            f"to stop, {reply.queued} NotStarted run(s) start after the next start"
         ),
         flush=True,
     )
@@ -404,10 +401,17 @@ def cmd_import(client: Client, args: Args, view: View) -> int:
     return EXIT_OK
 
 
+def cmd_completion(client: Client | None, args: Args, view: View) -> int:
+    from wfmctl.cli import completion  # lazy: only this command needs it
+
+    return completion.main(args, view.out)
+
+
 COMMANDS: dict[str, Command] = {
     "ping": cmd_ping,
     "workflows": cmd_workflows,
     "run": cmd_run,
+    "rerun": cmd_rerun,
     "status": cmd_status,
     "logs": cmd_logs,
     "wait": cmd_wait,
@@ -420,6 +424,7 @@ COMMANDS: dict[str, Command] = {
     "search": cmd_search,
     "stats": cmd_stats,
     "import": cmd_import,
+    "completion": cmd_completion,
 }
 
 

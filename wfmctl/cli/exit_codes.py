@@ -72,3 +72,55 @@ def ended_by_from_reason(execution: Execution) -> str | None:
 def error_exit_code(error: WfmError) -> int:
     """The exit code for an error from wfmd or the connection; EXIT_ERROR if not listed."""
     return ERROR_EXIT_CODES.get(error.code, EXIT_ERROR)
+
+
+# What each exit code means, for the `exit codes` section of every subcommand's --help.
+EXIT_CODE_MEANINGS: dict[str, str] = {
+    str(EXIT_OK): "success",
+    "N": "the workflow's own exit status (run: with --wait or --follow)",
+    str(EXIT_ERROR): "other error reported by wfmd",
+    str(EXIT_USAGE): "bad command line",
+    str(EXIT_DATAERR): "invalid workflow parameters",
+    str(EXIT_NOINPUT): "no such execution or workflow, or ambiguous handle prefix",
+    str(EXIT_UNAVAILABLE): "wfmd not reachable (start it with: wfmd), lost, or shutting down",
+    str(EXIT_TIMEOUT): "the workflow timed out",
+    str(EXIT_FAILED): "the workflow failed without an exit status",
+    "128+N": "the workflow was killed by signal N",
+    str(EXIT_CANCELLED): "the execution was cancelled",
+    "130 ": "Ctrl-C: wfmctl stops watching, the execution keeps running",
+    str(EXIT_BROKEN_PIPE): "stdout was closed early (e.g. piped into head)",
+}
+_DAEMON = ("0", "1", "2", "69")  # every command that talks to wfmd
+_ENDED = ("N", "124", "125", "128+N", "130", "130 ")  # commands that wait for an ending
+COMMAND_EXIT_CODES: dict[str, tuple[str, ...]] = {
+    "ping": _DAEMON,
+    "workflows": (*_DAEMON, "66"),
+    "run": (*_DAEMON, "65", "66", *_ENDED, "141"),
+    "rerun": (*_DAEMON, "65", "66", *_ENDED, "141"),
+    "status": (*_DAEMON, "66"),
+    "logs": (*_DAEMON, "66", "130 ", "141"),
+    "wait": (*_DAEMON, "66", *_ENDED),
+    "cancel": (*_DAEMON, "66"),
+    "history": (*_DAEMON, "66", "141"),
+    "params": (*_DAEMON, "66"),
+    "mcp": ("0", "2"),
+    "shutdown": _DAEMON,
+    "service": ("0", "1", "2"),
+    "completion": ("0", "2"),
+    "search": (*_DAEMON, "66", "141"),
+    "stats": (*_DAEMON, "141"),
+    "import": (*_DAEMON, "66"),
+    "prune": (*_DAEMON, "66", "141"),
+    "delete": (*_DAEMON, "66"),
+    "info": _DAEMON,
+    "export": (*_DAEMON, "66", "141"),
+}
+
+
+def exit_codes_epilog(command: str) -> str:
+    """The `exit codes` section of a subcommand's --help, in the order of `wfmctl --help`."""
+    codes = COMMAND_EXIT_CODES[command]
+    rows = [
+        f"  {code.strip():<6}{text}" for code, text in EXIT_CODE_MEANINGS.items() if code in codes
+    ]
+    return "exit codes:\n" + "\n".join(rows)

@@ -21,7 +21,7 @@ from wfmctl.cli.exit_codes import (
     EXIT_USAGE,
     error_exit_code,
 )
-from wfmctl.cli.parser import build_parser, parse_simple
+from wfmctl.cli.parser import build_parser, check_run, help_width, parse_simple, split_command
 from wfmctl.client import WfmError
 
 
@@ -31,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     args = parse_simple(argv)
     if args is None:
+        argv, command = split_command(argv)
         try:
-            args = build_parser().parse_args(argv, namespace=Args())
+            parser = build_parser()
+            args = parser.parse_args(argv, namespace=Args(command_argv=command))
+            check_run(parser, args)
         except SystemExit as exc:  # --help, --version, usage errors: argparse already printed
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     as_json = bool(getattr(args, "json", False))
@@ -42,22 +45,33 @@ def main(argv: list[str] | None = None) -> int:
     _replace_unencodable(sys.stdout)
 
     from wfmctl.cli import commands  # lazy: --help needs none of it; see test_help_stays_light
+    from wfmctl.cli.view import View
 
-    view = commands.View(
+    view = View(
         as_json,
         sys.stdout,
         sys.stderr,
         escape_out=not raw and _isatty(sys.stdout),
         escape_err=escape_err,
+        width=help_width() + 2 if _isatty(sys.stdout) else None,
+        color=_color(sys.stdout, args),
+        color_err=_color(sys.stderr, args),
     )
     try:
         return commands.execute(args, socket_path, view)
     except WfmError as err:
         if as_json:
             _print_json_error(err, sys.stdout)
-        _print_error(one_line(err.message), escape_err)
+        # An ambiguous prefix's matches, one per line; any other message on one line.
+        lines = err.message.splitlines() if err.code == protocol.ErrorCode.AMBIGUOUS else []
+        _print_error("\n".join(lines) or one_line(err.message), escape_err)
         return error_exit_code(err)
     except KeyboardInterrupt:
+        if view.watching is not None:
+            # After the terminal's "^C": a line of its own, not the prompt's.
+            prefix = "\n" if _isatty(sys.stderr) else ""
+            with contextlib.suppress(OSError):
+                view.note(prefix + commands.detached_hint(view.watching))
         return EXIT_CANCELLED
     except BrokenPipeError:
         _silence_stdout()
@@ -65,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, never a traceback
         _print_error(f"unexpected {type(exc).__name__}: {exc}", escape_err)
         return EXIT_ERROR
+
+
+def _color(stream: TextIO | None, args: Args) -> bool:
+    """Colour on a terminal, unless NO_COLOR (not empty) or --no-color says otherwise."""
+    no_color = bool(getattr(args, "no_color", False)) or bool(os.environ.get("NO_COLOR"))
+    return not no_color and _isatty(stream)
 
 
 def one_line(text: str) -> str:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from wfmctl import __version__, paths
+from wfmctl import __version__, paths, protocol
 from wfmctl.cli.args import (
     Args,
     parse_duration,
@@ -33,6 +33,7 @@ from wfmctl.cli.exit_codes import (
     EXIT_TIMEOUT,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
+    exit_codes_epilog,
 )
 
 if TYPE_CHECKING:
@@ -40,7 +41,10 @@ if TYPE_CHECKING:
 
 EPILOG = f"""\
 handles:
-  A unique prefix of a handle is accepted wherever a handle is.
+  A unique prefix of a handle is accepted wherever a handle is, and so are @last
+  (the newest execution) and @last:WORKFLOW (the newest of that workflow). Tables
+  show the first 8 characters (more where two rows would share them); --full and
+  --json show whole handles.
 
 times (--since, --until):
   ISO-8601 dates or date-times in local time (2026-11-26, 2026-11-26T14:03,
@@ -74,6 +78,38 @@ exit codes:
 environment:
   {paths.SOCKET_ENV}  the socket's path, when --socket is not given
 """
+
+
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """`run [options] -- CMD [ARG]...`: the command line before `--`, and the command after
+    it (None if this is no such command line). Split before argparse, for which `--` only
+    ends the options: `run -- ls` and `run ls` would look the same."""
+    argv = list(argv)
+    if "run" in argv and "--" in argv and argv.index("run") < argv.index("--"):
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, None
+
+
+def check_run(parser: argparse.ArgumentParser, args: Args) -> None:
+    """A workflow, or a command: not both, not neither, each with its own options; and
+    `completion` needs a shell. Exits with a usage error (2) as argparse does."""
+    if args.command == "completion" and args.shell is None and args.list is None:
+        parser.error("completion: give a shell: bash, zsh or fish")
+    if args.command != "run":
+        return
+    command = args.command_argv
+    if command is not None and args.workflow is not None:
+        parser.error("run: give a WORKFLOW or `-- CMD [ARG]...`, not both")
+    if command is None and args.workflow is None:
+        parser.error("run: give a WORKFLOW, or a command after `--`")
+    if command == []:
+        parser.error("run: nothing after `--`: give a command")
+    if command is not None and (args.params or args.params_json):
+        parser.error("run: -p and --params-json are for workflows; a command takes arguments")
+    if command is None and (args.cwd is not None or args.env):
+        parser.error("run: --cwd and --env are for commands (`run -- CMD`)")
+
 
 # Commands that take a handle and nothing else.
 HANDLE_COMMANDS = ("status", "wait", "cancel", "params")
@@ -152,6 +188,35 @@ def help_width() -> int:
     return (columns if columns > 0 else FALLBACK_COLUMNS) - 2
 
 
+def add_run_options(p: argparse.ArgumentParser, *, rerun: bool = False) -> None:
+    """Parameters, timeout, and how to watch: what `run` and `rerun` share."""
+    p.add_argument(
+        "-p",
+        "--param",
+        dest="params",
+        action="append",
+        metavar="NAME=VALUE",
+        type=_arg_type(parse_param, "parameter"),
+        help="a parameter (repeatable; wins over --params-json)",
+    )
+    p.add_argument(
+        "--params-json",
+        metavar="JSON",
+        type=_arg_type(parse_params_json, "JSON"),
+        help="parameters as a JSON object, e.g. '{\"count\": 3}'",
+    )
+    p.add_argument(
+        "--timeout",
+        metavar="S",
+        type=_arg_type(parse_duration, "duration"),
+        help="stop it after this long (seconds, or 30m, 2h)"
+        + ("; the original's if not given" if rerun else ""),
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("-f", "--follow", action="store_true", help="stream its logs until it ends")
+    mode.add_argument("-w", "--wait", action="store_true", help="wait until it ends")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import argparse  # lazy: `parse_simple` command lines never need it
 
@@ -177,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print workflows' text as is, even on a terminal",
     )
 
+    common.add_argument(
+        "--no-color",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no colour on a terminal (also: NO_COLOR set to anything)",
+    )
+
     parser = argparse.ArgumentParser(
         prog="wfmctl",
         description="Run workflows under wfmd and query their history.",
@@ -198,7 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(
-            name, help=help, description=help, parents=[common], formatter_class=formatter
+            name,
+            help=help,
+            description=help,
+            epilog=exit_codes_epilog(name),
+            parents=[common],
+            formatter_class=raw_formatter,
         )
 
     add("ping", "check that wfmd is running and show its state")
@@ -207,32 +284,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?", metavar="ID", help="show this workflow's fields")
     p.add_argument("--rescan", action="store_true", help="rescan the workflow directories first")
 
-    p = add("run", "start a workflow and print its handle")
-    p.add_argument("workflow", metavar="WORKFLOW")
+    p = add(
+        "run",
+        "start a workflow, or with `-- CMD [ARG]...` any command, and print its handle",
+    )
+    p.usage = "wfmctl run [options] WORKFLOW | wfmctl run [options] -- CMD [ARG]..."
+    p.add_argument("workflow", metavar="WORKFLOW", nargs="?")
+    add_run_options(p)
     p.add_argument(
-        "-p",
-        "--param",
-        dest="params",
+        "--cwd",
+        metavar="DIR",
+        help="a command's working directory (default: the current one); recorded",
+    )
+    p.add_argument(
+        "--env",
+        dest="env",
         action="append",
         metavar="NAME=VALUE",
-        type=_arg_type(parse_param, "parameter"),
-        help="a parameter (repeatable; wins over --params-json)",
+        type=_arg_type(parse_param, "variable"),
+        help="a variable for the command, on top of wfmd's environment (repeatable); recorded",
     )
-    p.add_argument(
-        "--params-json",
-        metavar="JSON",
-        type=_arg_type(parse_params_json, "JSON"),
-        help="parameters as a JSON object, e.g. '{\"count\": 3}'",
+
+    p = add(
+        "rerun",
+        "run an execution's workflow again with the same parameters (-p overrides one) and "
+        "print the new handle; its status names the execution it reran",
     )
-    p.add_argument(
-        "--timeout",
-        metavar="S",
-        type=_arg_type(parse_duration, "duration"),
-        help="stop it after this long (seconds, or 30m, 2h)",
-    )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument("-f", "--follow", action="store_true", help="stream its logs until it ends")
-    mode.add_argument("-w", "--wait", action="store_true", help="wait until it ends")
+    p.add_argument("handle", metavar="HANDLE")
+    add_run_options(p, rerun=True)
 
     p = add("status", "show an execution")
     p.add_argument("handle", metavar="HANDLE")
@@ -257,7 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", metavar="N", type=_count(0), default=0, help="skip the first N")
     p.add_argument("--before", metavar="HANDLE", help="continue a listing after this handle")
     p.add_argument("--workflow", metavar="ID", help="only this workflow")
-    p.add_argument("--status", metavar="S", type=_arg_type(parse_status, "status"))
+    p.add_argument(
+        "--status",
+        metavar="S",
+        type=_arg_type(parse_status, "status"),
+        help=f"only this status: {', '.join(protocol.ALL_STATUSES)} (any case)",
+    )
+    p.add_argument("--full", action="store_true", help="whole handles, and workflows' names")
     add_window(p)
 
     p = add("params", "show the parameters an execution was given")
@@ -279,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--status",
         metavar="S",
         type=_arg_type(parse_status, "status"),
-        help="only executions with this status",
+        help=f"only executions with this status: {', '.join(protocol.ALL_STATUSES)}",
     )
     add_window(p)
     p.add_argument("--handle", metavar="HANDLE", help="only this execution")
@@ -316,11 +401,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "shutdown",
         "stop wfmd as SIGTERM would: running executions are stopped and recorded as "
-        "cancelled, queued runs stay queued",
+        "Cancelled; NotStarted runs start after the next start",
     )
     p.add_argument(
         "--no-wait", action="store_true", help="return at once instead of when wfmd has exited"
     )
+
+    p = add(
+        "completion",
+        "print a completion script for your shell: source <(wfmctl completion bash), "
+        "source <(wfmctl completion zsh), wfmctl completion fish | source",
+    )
+    p.add_argument("shell", metavar="SHELL", nargs="?", choices=("bash", "zsh", "fish"))
+    # What the scripts ask for live (workflow ids, recent handles); not for people.
+    p.add_argument("--list", choices=("workflows", "handles"), help=argparse.SUPPRESS)
 
     p = add("service", "install wfmd as a systemd user service, or show or remove it")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")

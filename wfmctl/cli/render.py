@@ -100,9 +100,51 @@ def summarize(execution: Execution, now: float | None = None) -> str:
             return f"{execution.status} since {since}" + (f": {why}" if why else "")
 
 
-def execution_line(execution: Execution, now: float | None = None) -> str:
-    """`<handle>  <workflow>  <summary>`: the result line of wait, cancel and run --wait."""
-    return f"{execution.handle}  {execution.workflow_id}  {summarize(execution, now)}"
+def execution_line(execution: Execution, now: float | None = None, *, handle: bool = True) -> str:
+    """`<short handle>  <workflow>  <summary>`: the result line of wait, cancel and logs -f;
+    without the handle for run --wait and run --follow, which printed it first."""
+    line = f"{execution.workflow_id}  {summarize(execution, now)}"
+    return f"{short_handle(execution.handle)}  {line}" if handle else line
+
+
+# --------------------------------------------------------------------------- handles
+
+SHORT_HANDLE = 8  # characters of a handle shown in tables, as git and docker show ids
+
+
+def short_handle(handle: str) -> str:
+    return handle[:SHORT_HANDLE]
+
+
+def short_handles(handles: Sequence[str]) -> list[str]:
+    """Each handle's shortest prefix of at least SHORT_HANDLE characters that no other
+    handle in `handles` shares (prefixes shown together must each name one row)."""
+    out = []
+    for handle in handles:
+        length = SHORT_HANDLE
+        for other in handles:
+            if other != handle:
+                while length < len(handle) and other.startswith(handle[:length]):
+                    length += 1
+        out.append(handle[:length])
+    return out
+
+
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """`; did you mean 'a' or 'b'?` for the known names close to a mistyped one, else ''."""
+    import difflib  # only a mistyped name needs it
+
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    return "; did you mean " + " or ".join(map(repr, close)) + "?" if close else ""
+
+
+def fit(text: str, width: int | None) -> str:
+    """Each line cut to `width` columns with an ellipsis (None: as is), for a terminal."""
+    if width is None or width < 2:
+        return text
+    return "\n".join(
+        line if len(line) <= width else line[: width - 1] + "…" for line in text.splitlines()
+    )
 
 
 # --------------------------------------------------------------------------- layout
@@ -210,6 +252,14 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
         ("ended", format_time(e.ended_at)),
         ("duration", format_duration(duration_of(e, now))),
     ]
+    if e.rerun_of is not None:
+        rows.append(("rerun of", e.rerun_of))
+    if e.command is not None:
+        rows.append(("command", _shell_words(e.command)))
+    if e.cwd is not None:
+        rows.append(("directory", e.cwd))
+    if e.env:
+        rows.append(("environment", " ".join(f"{k}={v}" for k, v in e.env.items())))
     if e.queue_position is not None:
         rows.append(("queue position", e.queue_position))
     if e.exit_code is not None:
@@ -225,6 +275,13 @@ def execution_detail(execution: Execution, now: float | None = None) -> str:
     return text
 
 
+def _shell_words(argv: list[str]) -> str:
+    """A command line as a shell would take it back."""
+    import shlex  # only a command's status needs it
+
+    return shlex.join(argv)
+
+
 def workflow_label(e: Execution) -> str:
     """The workflow's id, and its name where it says more than the id."""
     if e.workflow_name and e.workflow_name != e.workflow_id:
@@ -232,21 +289,30 @@ def workflow_label(e: Execution) -> str:
     return e.workflow_id
 
 
-def history_table(executions: Sequence[Execution], now: float | None = None) -> str:
+TABLE_TIME_FORMAT = "%Y-%m-%d %H:%M"  # to the minute: a history row fits 80 columns
+
+
+def history_table(
+    executions: Sequence[Execution], now: float | None = None, *, full: bool = False
+) -> str:
+    """Newest first: short handles and workflow ids (with `full`, whole handles and the
+    workflows' names too), and the outcome where the status alone does not say it."""
     if not executions:
         return "no executions"
+    handles = [e.handle for e in executions]
+    shown = handles if full else short_handles(handles)
     rows = [
         (
-            e.handle,
-            workflow_label(e),
+            handle,
+            workflow_label(e) if full else e.workflow_id,
             e.status,
-            format_time(e.created_at),
+            time.strftime(TABLE_TIME_FORMAT, time.localtime(e.created_at)),
             format_duration(duration_of(e, now)),
-            outcome(e),
+            "" if e.status == "Completed" else outcome(e),
         )
-        for e in executions
+        for handle, e in zip(shown, executions, strict=True)
     ]
-    return table(("HANDLE", "WORKFLOW", "STATUS", "CREATED", "DURATION", "OUTCOME"), rows)
+    return table(("HANDLE", "WORKFLOW", "STATUS", "CREATED", "TOOK", "OUTCOME"), rows)
 
 
 def params_table(reply: ParamsReply) -> str:
@@ -291,7 +357,15 @@ def workflows_table(reply: WorkflowList) -> str:
         text = table(("ID", "NAME", "FIELDS"), rows)
     else:
         text = "no workflows"
-    return text + problems(reply)
+    return text + problems(reply) + directories(reply)
+
+
+def directories(reply: WorkflowList) -> str:
+    """The directories scanned, in order, and which of them do not exist."""
+    if not reply.directories:
+        return ""
+    lines = [f"  {d.path}" + ("" if d.exists else "  (does not exist)") for d in reply.directories]
+    return "\n\nscanned, in order:\n" + "\n".join(lines)
 
 
 def problems(reply: WorkflowList) -> str:
@@ -352,8 +426,8 @@ def pong_detail(pong: Pong, protocol_version: int | None = None) -> str:
         ("socket", pong.socket),
         ("database", pong.database),
         ("storage", storage),
-        ("running", pong.running),
-        ("queued", pong.queued),
+        # The status words of `history` and `status`: the state has one name everywhere.
+        ("executions", f"{pong.running} Running, {pong.queued} NotStarted"),
     ]
     if pong.containment is not None:  # absent from daemons older than the field
         rows.append(("containment", pong.containment))
@@ -374,8 +448,10 @@ def search_hits(page: SearchPage, *, context: bool) -> list[str]:
     if not page.hits:
         return ["no matches"]
     out: list[str] = []
+    handles = [hit.handle for hit in page.hits]
+    shown = dict(zip(handles, short_handles(handles), strict=True))
     for hit in page.hits:
-        head = f"{hit.handle[:8]}  {hit.workflow_id}  {format_time(hit.entry.ts)}"
+        head = f"{shown[hit.handle]}  {hit.workflow_id}  {format_time(hit.entry.ts)}"
         if not context:
             out.append(f"{head}  #{hit.entry.seq}  {render_entry(hit.entry)}")
             continue
@@ -416,7 +492,8 @@ def stats_table(reply: StatsReply) -> str:
     if failures:
         lines.append(f"\nlast failure{since}:")
         lines.extend(
-            f"  {w.workflow_id}  {format_time(w.last_failure)}  {(w.last_failure_handle or '')[:8]}"
+            f"  {w.workflow_id}  {format_time(w.last_failure)}"
+            f"  {short_handle(w.last_failure_handle or '')}"
             f"  {w.last_failure_reason or EMPTY}"
             for w in failures
         )

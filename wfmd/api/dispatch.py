@@ -23,7 +23,9 @@ from wfmctl.protocol import (
     Ping,
     Prune,
     RequestType,
+    Rerun,
     Run,
+    RunCommand,
     Search,
     Shutdown,
     Stats,
@@ -54,6 +56,10 @@ class Dispatcher:
                     await send(await workflows.param_history(s, request))
                 case Run():
                     await send(await executions.run(s, request))
+                case Rerun():
+                    await send(await executions.rerun(s, request))
+                case RunCommand():
+                    await send(await executions.run_command(s, request))
                 case Cancel():
                     await send(await executions.cancel(s, request))
                 case Wait():

@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import trio
+
 from wfmctl.protocol import (
     FINISHED_STATUSES,
     Finished,
     Follow,
     GetLogRows,
     GetLogs,
+    LogBatch,
     LogPage,
     LogRows,
+    PartialLine,
 )
 from wfmd.api.context import Services
 from wfmd.api.server import Send
 from wfmd.store import logs
+from wfmd.store.logs import STDOUT
 
 # Entries that one log page may carry, so that a request cannot make the daemon build a
 # reply larger than a frame.
 MAX_LOG_PAGE = 10_000
+
+# How often a follower that asked for progress bars' states (`Follow.partial`) looks for a
+# new one while no line is committed: a terminal redrawn 10 times a second looks live, and
+# the look is a dictionary walk.
+PARTIAL_POLL = 0.1
+# A progress bar's state is shown on one line of a terminal: longer ones are cut.
+MAX_PARTIAL = 4096
 
 
 async def page(s: Services, request: GetLogs) -> LogPage:
@@ -59,12 +71,14 @@ async def follow(s: Services, request: Follow, send: Send) -> None:
     """
     stored = await s.resolve(request.handle)
     after = request.after
+    shown: list[PartialLine] = []  # the progress bars' states this follower last got
     while True:
         page = await s.follow_pages.after(stored.id, after)
         info = page.info
         if page.batch is not None:
             await send(page.batch)
             after = page.last_seq
+            shown = []  # a finished line replaces a bar on the client's screen
             continue
         if info.status in FINISHED_STATUSES:
             await send(Finished(execution=info))
@@ -75,4 +89,25 @@ async def follow(s: Services, request: Follow, send: Send) -> None:
             continue  # committed after our read
         if committed is None and info.status == "Running":
             continue  # ended after our read
-        await progress.wait()
+        if not request.partial:
+            await progress.wait()
+            continue
+        # Looking every PARTIAL_POLL for the latest state of a progress bar between two
+        # newlines: no commit announces it.
+        while not progress.is_set():
+            states = _partial_lines(s.writer.pipes.progress_states(stored.id))
+            if states != shown:
+                await send(LogBatch(entries=[], partial=states))
+                shown = states
+            with trio.move_on_after(PARTIAL_POLL):
+                await progress.wait()
+
+
+def _partial_lines(states: list[tuple[int, bytes]]) -> list[PartialLine]:
+    return [
+        PartialLine(
+            stream="stdout" if stream == STDOUT else "stderr",
+            text=state[:MAX_PARTIAL].decode(errors="replace"),
+        )
+        for stream, state in states
+    ]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import trio
+
 from wfmctl.protocol import (
     ErrorCode,
     ListWorkflows,
@@ -9,10 +13,11 @@ from wfmctl.protocol import (
     ParamHistoryReply,
     Stats,
     StatsReply,
+    WorkflowDirectory,
     WorkflowList,
 )
 from wfmd.api.context import Services
-from wfmd.errors import Refused
+from wfmd.errors import Refused, did_you_mean
 from wfmd.store import executions, stats
 
 # Distinct values per field that one `param_history` reply may carry.
@@ -25,8 +30,19 @@ async def workflows(s: Services, request: ListWorkflows) -> WorkflowList:
     if request.workflow_id is not None:
         found = [w for w in found if w.id == request.workflow_id]
         if not found:
-            raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}")
-    return WorkflowList(workflows=found, skipped=catalog.skipped, conflicts=catalog.conflicts)
+            close = did_you_mean(request.workflow_id, catalog.workflows)
+            raise Refused(ErrorCode.NOT_FOUND, f"no workflow {request.workflow_id!r}{close}")
+    directories = await trio.to_thread.run_sync(_directories, s.catalog.dirs)
+    return WorkflowList(
+        workflows=found,
+        skipped=catalog.skipped,
+        conflicts=catalog.conflicts,
+        directories=directories,
+    )
+
+
+def _directories(dirs: list[Path]) -> list[WorkflowDirectory]:
+    return [WorkflowDirectory(path=str(d), exists=d.is_dir()) for d in dirs]
 
 
 async def param_history(s: Services, request: ParamHistory) -> ParamHistoryReply:

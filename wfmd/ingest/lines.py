@@ -175,6 +175,18 @@ class LineBuffer:
             self._cut = True
         return chunks
 
+    def progress_state(self) -> bytes | None:
+        """The latest state of an unterminated line rewritten with carriage returns (a
+        progress bar between its newlines): what a terminal would show of it now. None for
+        an ordinary line being written. Read from another thread: `bytes()` copies the
+        buffer in one call, under the GIL. Nothing here is stored: the line is, once its
+        newline comes."""
+        partial = bytes(self._partial)
+        if b"\r" not in partial:
+            return None
+        states = [state for state in partial.split(b"\r") if state]
+        return states[-1] if states else b""
+
     def flush(self, ts: int) -> list[Chunk]:
         """The unterminated last line, if any, as an entry of its own (at EOF or abandon)."""
         self._cut = False

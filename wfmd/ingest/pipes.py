@@ -132,6 +132,17 @@ class PipeReader:
         self._send(("open", pipe))
         return pipe
 
+    def progress_states(self, execution_id: int) -> list[tuple[int, bytes]]:
+        """(stream, latest state) of each of the execution's pipes holding a progress bar's
+        unterminated line (see `LineBuffer.progress_state`), for followers who show it."""
+        states = []
+        for pipe in list(self._pipes.values()):  # a copy in one call: the thread edits it
+            if pipe.lines.execution_id == execution_id:
+                state = pipe.lines.progress_state()
+                if state is not None:
+                    states.append((pipe.lines.stream, state))
+        return states
+
     def abandon(self, pipe: Pipe) -> None:
         """Stop reading a pipe (held open by a process we could not kill, or the run was
         stopped): what it holds and its unterminated last line are kept, then

@@ -79,7 +79,13 @@ class Box:
         self._closed = False
 
     async def spawn(
-        self, argv: Sequence[str], *, env: dict[str, str], stdout: int, stderr: int
+        self,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        stdout: int,
+        stderr: int,
+        cwd: str | None = None,
     ) -> trio.Process:
         """Start the box's child (see `process.open_in_session`) inside the box.
 
@@ -91,7 +97,7 @@ class Box:
             procs = os.open(self.cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         try:
             proc = await process.open_in_session(
-                argv, env=env, stdout=stdout, stderr=stderr, cgroup_procs=procs
+                argv, env=env, stdout=stdout, stderr=stderr, cgroup_procs=procs, cwd=cwd
             )
         finally:
             if procs is not None:

@@ -43,6 +43,15 @@ SCAN_CATCH_UP = 3
 # Deeper than any process tree a workflow makes; bounds a walk up the parents.
 MAX_DEPTH = 4096
 
+
+def default_cwd() -> str:
+    """Where a child runs unless told otherwise: the user's home directory (`/` if it has
+    none), the same whichever directory the daemon was started from. Read at each spawn:
+    cheap, and a home created after the daemon started is used."""
+    home = os.path.expanduser("~")
+    return home if os.path.isdir(home) else "/"
+
+
 # Children we started and trio has not reaped yet, by pid, and how many spawns are under way
 # (their pid is not known until the spawn returns). `reap_adopted` leaves both alone.
 _children: dict[int, trio.Process] = {}
@@ -56,10 +65,11 @@ async def open_in_session(
     stdout: int,
     stderr: int,
     cgroup_procs: int | None = None,
+    cwd: str | None = None,
 ) -> trio.Process:
     """Start `argv` as the leader of a new session (so of its own process group), with
-    stdin closed. The group id is the process id: `kill_group(proc.pid, ...)` reaches every
-    process that has not left the group.
+    stdin closed, in `cwd` (None: `default_cwd()`). The group id is the process id:
+    `kill_group(proc.pid, ...)` reaches every process that has not left the group.
 
     `cgroup_procs`: an fd open for writing on a cgroup's `cgroup.procs`; the child moves
     itself into that cgroup before it execs, so nothing it runs is ever outside it. A child
@@ -88,6 +98,7 @@ async def open_in_session(
                 stderr=stderr,
                 start_new_session=True,
                 env=env,
+                cwd=cwd or default_cwd(),
                 preexec_fn=preexec,
             )
         except subprocess.SubprocessError as exc:  # only our preexec_fn raises this

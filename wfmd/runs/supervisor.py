@@ -14,7 +14,7 @@ import signal
 import time
 import uuid
 from collections import deque
-from collections.abc import Container, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -125,6 +125,9 @@ class Supervisor:
         argv: Sequence[str],
         params: Sequence[tuple[int, str, str]],
         run_timeout: float | None,
+        rerun_of: str | None = None,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Execution:
         """Persist a run as NotStarted and queue it. Raises Refused."""
         if not self._accepting:
@@ -144,6 +147,9 @@ class Supervisor:
                 argv=argv,
                 timeout_ms=timeout_ms,
                 now=now_ms(),
+                rerun_of=rerun_of,
+                cwd=cwd or process.default_cwd(),
+                env=env,
             )
         except StorageError as exc:
             raise Refused(ErrorCode.STORAGE, f"cannot record the run: {exc.detail}") from exc
@@ -247,7 +253,9 @@ class Supervisor:
         """
         stored = active.stored
         handle = stored.info.handle
-        env = dict(os.environ, **{process.EXECUTION_ENV: handle})
+        # The daemon's environment, the variables given for this run, and its handle (last:
+        # the tag that contains it cannot be overridden).
+        env = {**os.environ, **stored.info.env, process.EXECUTION_ENV: handle}
         # The writer learns of the execution before anyone can see it Running.
         self._writer.begin(stored.id)
         # Running before the child exists: if the daemon dies right after the spawn, recovery
@@ -266,9 +274,12 @@ class Supervisor:
     ) -> Finish:
         stored = active.stored
         try:
-            proc, out_read, err_read = await _spawn(stored.argv, env, box)
+            proc, out_read, err_read = await _spawn(stored.argv, env, box, stored.info.cwd)
         except (OSError, ValueError) as exc:  # ValueError: a NUL in argv or env
             why = getattr(exc, "strerror", None) or exc
+            # subprocess reports a failed chdir with the directory as the file name.
+            if stored.info.cwd is not None and getattr(exc, "filename", None) == stored.info.cwd:
+                why = f"working directory {stored.info.cwd}: {why}"
             reason = f"could not start {stored.argv[0]}: {why}"
             return Finish(stored.id, "Failed", "spawn_error", reason)
         # The writer's reader thread now owns the read ends.
@@ -401,7 +412,7 @@ class Supervisor:
 
 
 async def _spawn(
-    argv: Sequence[str], env: dict[str, str], box: containment.Box
+    argv: Sequence[str], env: dict[str, str], box: containment.Box, cwd: str | None
 ) -> tuple[trio.Process, int, int]:
     """Start a child in `box`, in its own session, stdin closed, stdout and stderr on pipes
     of our own (not Trio's: their read ends go to the writer's reader thread). Returns the
@@ -411,7 +422,7 @@ async def _spawn(
         fds += os.pipe()
         fds += os.pipe()
         out_read, out_write, err_read, err_write = fds
-        proc = await box.spawn(argv, env=env, stdout=out_write, stderr=err_write)
+        proc = await box.spawn(argv, env=env, stdout=out_write, stderr=err_write, cwd=cwd)
     except BaseException:
         for fd in fds:
             os.close(fd)

@@ -6,14 +6,15 @@ Plain functions over an open connection; the `Store` runs them on the database t
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import apsw
 import msgspec
 
-from wfmctl.protocol import EndedBy, ErrorCode, Execution, Status
+from wfmctl.protocol import LAST_HANDLE, EndedBy, ErrorCode, Execution, Status
 from wfmd.errors import Refused
 from wfmd.store import logs
 from wfmd.store.database import transaction
@@ -29,7 +30,13 @@ _PREFIX_END = "~"
 _COLUMNS = (
     "id, handle, workflow_id, status, reason, created_at, started_at, ended_at, "
     "exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv"
+    # Added by later migrations, read after the others:
+    ", rerun_of, cwd, env"
 )
+
+# One-off commands (`wfmctl run -- CMD`) are executions of this pseudo-workflow id prefix.
+COMMAND_PREFIX = "cmd:"
+_env_json = msgspec.json.Decoder(dict[str, str])
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +79,11 @@ def _seconds(ms: int | None) -> float | None:
 
 def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> StoredExecution:
     (eid, handle, workflow_id, status, reason, created, started, ended) = row[:8]
-    (exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv) = row[8:]
+    (exit_code, signal, timeout_ms, log_count, ended_by, workflow_name, argv) = row[8:15]
+    (rerun_of, cwd, env) = row[15:]
+    # A command's argv is what the user typed: shown with it. A workflow's holds no more
+    # than its parameters, and is parsed only when it runs.
+    command = json.loads(argv) if workflow_id.startswith(COMMAND_PREFIX) else None
     info = Execution(
         handle=handle,
         workflow_id=workflow_id,
@@ -88,6 +99,10 @@ def _from_row(row: Sequence[Any], params: dict[str, str] | None = None) -> Store
         params=params or {},
         ended_by=ended_by,
         workflow_name=workflow_name,
+        rerun_of=rerun_of,
+        command=command,
+        cwd=cwd,
+        env={} if env is None else _env_json.decode(env),
     )
     return StoredExecution(id=eid, started_ms=started, argv_json=argv, info=info)
 
@@ -102,6 +117,9 @@ def create(
     argv: Sequence[str],
     timeout_ms: int | None,
     now: int,
+    rerun_of: str | None = None,
+    cwd: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> StoredExecution:
     with transaction(conn):
         # created_at never decreases with id (a clock stepped back does not reorder history),
@@ -110,13 +128,23 @@ def create(
             # The id is chosen here, not by SQLite, which would reuse a deleted largest one
             # (retention_state; the log rows' keys are derived from it).
             "INSERT INTO executions (id, handle, workflow_id, workflow_name, status, reason,"
-            " created_at, timeout_ms, argv) VALUES (1 + max("
+            " created_at, timeout_ms, argv, rerun_of, cwd, env) VALUES (1 + max("
             "coalesce((SELECT max(id) FROM executions), 0),"
             " coalesce((SELECT max_deleted_id FROM retention_state), 0)),"
             " ?, ?, ?, 'NotStarted',"
             " 'waiting for a free slot',"
-            " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?)",
-            (handle, workflow_id, workflow_name, now, timeout_ms, json.dumps(list(argv))),
+            " max(?, coalesce((SELECT max(created_at) FROM executions), 0)), ?, ?, ?, ?, ?)",
+            (
+                handle,
+                workflow_id,
+                workflow_name,
+                now,
+                timeout_ms,
+                json.dumps(list(argv)),
+                rerun_of,
+                cwd,
+                json.dumps(dict(env)) if env else None,
+            ),
         )
         eid = conn.last_insert_rowid()
         conn.executemany(
@@ -185,13 +213,16 @@ def get_by_id(conn: apsw.Connection, execution_id: int) -> StoredExecution:
 
 
 def resolve(conn: apsw.Connection, handle: str) -> StoredExecution:
-    """Find an execution by its full handle or a unique prefix of it, in one statement."""
+    """Find an execution by its full handle, a unique prefix of it, or `@last[:WORKFLOW]`,
+    in one statement."""
     if not handle:
         raise Refused(ErrorCode.NOT_FOUND, "empty handle")
+    if handle.startswith(LAST_HANDLE):
+        return _resolve_last(conn, handle)
     rows = conn.execute(
         f"SELECT {_WITH_PARAMS} FROM executions WHERE handle >= ? AND handle < ?"
-        " ORDER BY handle LIMIT 2",
-        (handle, handle + _PREFIX_END),
+        " ORDER BY handle LIMIT ?",
+        (handle, handle + _PREFIX_END, AMBIGUOUS_SHOWN + 1),
     ).fetchall()
     exact = [r for r in rows if r[1] == handle]
     if exact:
@@ -199,10 +230,48 @@ def resolve(conn: apsw.Connection, handle: str) -> StoredExecution:
     if not rows:
         raise Refused(ErrorCode.NOT_FOUND, f"no execution with handle {handle!r}")
     if len(rows) > 1:
-        raise Refused(
-            ErrorCode.AMBIGUOUS, f"handle prefix {handle!r} matches more than one execution"
-        )
+        raise Refused(ErrorCode.AMBIGUOUS, _ambiguous(handle, rows))
     return _from_row_with_params(rows[0])
+
+
+# ------------------------------------------------------------ handles: @last, ambiguity
+
+# How many of the executions an ambiguous prefix matches the refusal lists: enough to pick
+# from, few enough for one screen.
+AMBIGUOUS_SHOWN = 5
+
+
+def _resolve_last(conn: apsw.Connection, handle: str) -> StoredExecution:
+    """`@last`: the newest execution; `@last:WORKFLOW`: the newest of that workflow."""
+    rest = handle[len(LAST_HANDLE) :]
+    if rest and not rest.startswith(":"):
+        raise Refused(
+            ErrorCode.NOT_FOUND, f"unknown handle {handle!r} (did you mean @last or @last:ID?)"
+        )
+    workflow_id = rest[1:]
+    if workflow_id:
+        sql = f"SELECT {_WITH_PARAMS} FROM executions WHERE workflow_id = ?"
+        sql += " ORDER BY id DESC LIMIT 1"
+        row = conn.execute(sql, (workflow_id,)).get
+        missing = f"no execution of workflow {workflow_id!r} yet"
+    else:
+        row = conn.execute(f"SELECT {_WITH_PARAMS} FROM executions ORDER BY id DESC LIMIT 1").get
+        missing = "no execution yet"
+    if row is None:
+        raise Refused(ErrorCode.NOT_FOUND, f"{handle}: {missing}")
+    return _from_row_with_params(cast(Sequence[Any], row))
+
+
+def _ambiguous(prefix: str, rows: Sequence[Sequence[Any]]) -> str:
+    """The refusal of an ambiguous prefix: the first matches, one per line."""
+    lines = [f"handle prefix {prefix!r} matches more than one execution:"]
+    for row in rows[:AMBIGUOUS_SHOWN]:
+        info = _from_row(row[:-1]).info
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
+        lines.append(f"  {info.handle}  {info.workflow_id}  {info.status}  {created}")
+    if len(rows) > AMBIGUOUS_SHOWN:
+        lines.append("  ... and more: type more of the handle")
+    return "\n".join(lines)
 
 
 def orphans(conn: apsw.Connection) -> list[StoredExecution]:

@@ -15,6 +15,7 @@ eat our memory, nor leave processes behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import stat
@@ -31,6 +32,8 @@ from wfmctl.paths import data_dir
 from wfmctl.protocol import SkippedFile, Workflow
 from wfmd.runs import containment, process
 from wfmd.workflows.params import scalar_text
+
+log = logging.getLogger(__name__)
 
 METADATA_FLAG = "--workflow-metadata"
 
@@ -88,6 +91,21 @@ def default_workflow_dirs() -> list[Path]:
         Path.home() / ".workflow-manager" / "workflows",
         EXAMPLES_DIR,
     ]
+
+
+def create_user_dir() -> None:
+    """Create the user's workflow directory (the first default one) if it is missing, so
+    that there is a place to put a workflow that the daemon scans. A failure is logged:
+    the directory is a convenience, and discovery copes with a missing one."""
+    directory = default_workflow_dirs()[0]
+    if directory.is_dir():
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("could not create the workflow directory %s: %s", directory, exc)
+    else:
+        log.info("created the workflow directory %s", directory)
 
 
 async def discover(dirs: Sequence[Path], *, probe_timeout: float) -> Catalog:
