@@ -46,7 +46,7 @@ def bash_complete(socket_path: Path | str, line: str) -> list[str]:
 
 def test_bash_completes_commands_options_and_live_values(daemon: Daemon) -> None:
     handle = daemon.run_and_wait("echo_params", message="x")
-    assert bash_complete(daemon.socket, "wfmctl st") == ["status"]
+    assert sorted(bash_complete(daemon.socket, "wfmctl st")) == ["stats", "status"]
     assert "rerun" in bash_complete(daemon.socket, "wfmctl re")
     assert bash_complete(daemon.socket, "wfmctl history --fu") == ["--full"]
     assert bash_complete(daemon.socket, "wfmctl history --status ") == list(protocol.ALL_STATUSES)
@@ -66,7 +66,7 @@ def test_completion_needs_a_shell() -> None:
 def test_completion_is_silent_and_quick_when_the_daemon_is_down(tmp_path: Path) -> None:
     down = tmp_path / "nothing.sock"
     assert bash_complete(down, "wfmctl status ") == []
-    assert bash_complete(down, "wfmctl st") == ["status"]
+    assert sorted(bash_complete(down, "wfmctl st")) == ["stats", "status"]
     # A daemon that accepts but never answers: the list gives up after its short timeout.
     hung = tmp_path / "hung.sock"
     listener = socket.socket(socket.AF_UNIX)

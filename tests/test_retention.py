@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -368,13 +369,17 @@ def test_file_size_stays_put_across_fill_and_prune_cycles(
         for _ in range(5):
             for _ in range(6):
                 d.run_and_wait("chatty")
+            while client.ping().search_backlog:  # the same state each time: all indexed
+                time.sleep(0.05)
             client.prune(keep=0)
             # The database file's size once checkpointed (the WAL, bounded by checkpoints,
             # is not history).
             info = client.info()
             sizes.append(info.page_count * info.page_size)
             assert info.free_pages == 0
-    assert max(sizes) <= sizes[0] * 1.1, sizes
+    # Emptied, the file is mostly fixed pages (schema, the search index's structure), whose
+    # count moves by a few as the index merges its segments.
+    assert max(sizes) <= sizes[0] * 1.1 + 4 * info.page_size, sizes
 
 
 def test_flags_and_environment_set_the_policy(make_daemon: MakeDaemon) -> None:
