@@ -33,7 +33,7 @@ def _retention(s: Services) -> Retention:
 def _reply(outcome: Outcome, listed: list[Removed]) -> PruneReply:
     return PruneReply(
         dry_run=outcome.dry_run,
-        executions_removed=len(outcome.removed),
+        executions_removed=outcome.count,
         log_entries_removed=outcome.log_entries,
         bytes_freed=outcome.bytes_freed,
         duration=outcome.duration,

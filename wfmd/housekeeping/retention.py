@@ -47,6 +47,13 @@ SIZE_BATCH = 20
 
 DAY_MS = 86_400_000
 
+# Executions chosen per page (per limit) of a prune: a first run over a huge history holds
+# a page at a time, not the whole of what it removes.
+PAGE = 1_000
+
+# Executions an outcome lists (the protocol's MAX_REMOVED_LISTED); it counts them all.
+LISTED = 1_000
+
 # Longest time between two compression passes: history turns cold within minutes.
 COMPRESS_CHECK = 60.0
 
@@ -119,14 +126,23 @@ class Request:
 
 @dataclass(slots=True)
 class Outcome:
-    """What a run removed (or, dry, would remove)."""
+    """What a run removed (or, dry, would remove): how many, and the first LISTED."""
 
     removed: list[Candidate] = field(default_factory=list)
+    count: int = 0
     log_entries: int = 0
     bytes_freed: int = 0  # dry: the log bytes the removed executions hold
     bytes_compressed: int = 0  # log bytes (as printed) compressed
     duration: float = 0.0
     dry_run: bool = False
+
+    def add(self, removed: list[Candidate], log_entries: int | None = None) -> None:
+        """`log_entries`: as the deletion counted them (else the candidates' counts)."""
+        self.removed += removed[: max(0, LISTED - len(self.removed))]
+        self.count += len(removed)
+        if log_entries is None:
+            log_entries = sum(c.log_count for c in removed)
+        self.log_entries += log_entries
 
 
 class Retention:
@@ -203,10 +219,10 @@ class Retention:
 
     async def scheduled(self) -> Outcome:
         outcome = await self.prune(Request(), trigger="schedule")
-        if outcome.removed:
+        if outcome.count:
             log.info(
                 "retention removed %d execution(s), %d log entries, freed %d bytes in %.2f s",
-                len(outcome.removed),
+                outcome.count,
                 outcome.log_entries,
                 outcome.bytes_freed,
                 outcome.duration,
@@ -222,24 +238,29 @@ class Retention:
             policy = self.settings.policy
             if request.workflow_id is not None:
                 policy = dataclasses.replace(policy, workflow_id=request.workflow_id)
-            chosen = await self._store.read(
-                retention.choose,
+            found = await self._store.read(
+                retention.rules,
                 policy,
                 started_ms,
                 older_than_ms=request.older_than_ms,
                 keep=request.keep,
             )
             outcome = Outcome(dry_run=request.dry_run)
+            after_id = 0
+            while True:  # a page at a time: a first run on a huge history stays small
+                chosen, cut = await self._store.read(retention.page, found, after_id, PAGE)
+                if request.dry_run:
+                    outcome.add(chosen)
+                    ids = [c.id for c in chosen]
+                    outcome.bytes_freed += await self._store.read(retention.log_bytes, ids)
+                else:
+                    await self._remove(chosen, outcome)
+                if cut is None:
+                    break
+                after_id = cut
             if request.dry_run:
-                outcome.removed = chosen
-                outcome.log_entries = sum(c.log_count for c in chosen)
-                outcome.removed += await self._over_size_dry(request, before, chosen)
-                outcome.log_entries = sum(c.log_count for c in outcome.removed)
-                outcome.bytes_freed = await self._store.read(
-                    retention.log_bytes, [c.id for c in outcome.removed]
-                )
+                await self._over_size_dry(request, before, found, outcome)
             else:
-                await self._remove(chosen, outcome)
                 if self._size_applies(request):
                     await self._remove_over_size(request.workflow_id, outcome)
                 compressed = await self.compressor.run_pass()
@@ -261,8 +282,7 @@ class Retention:
             outcome = Outcome()
             begun = await self._begin_delete(list(ids))
             await self._drain()
-            outcome.log_entries = begun.log_entries
-            outcome.removed = [Candidate(i, "", "", 0, 0) for i in begun.ids]
+            outcome.add([Candidate(i, "", "", 0, 0) for i in begun.ids], begun.log_entries)
             await self._vacuum()
             after = await self._store.call(retention.pages)
             outcome.bytes_freed = max(0, before.in_use - after.in_use)
@@ -277,34 +297,32 @@ class Retention:
         return not explicit and self.settings.max_db_bytes is not None
 
     async def _over_size_dry(
-        self, request: Request, before: Pages, chosen: list[Candidate]
-    ) -> list[Candidate]:
-        """What the size limit would remove after `chosen`: estimated from log bytes."""
+        self, request: Request, before: Pages, found: list[retention.Rule], outcome: Outcome
+    ) -> None:
+        """What the size limit would remove after the rules' choice, estimated from log
+        bytes, added to `outcome`."""
         limit = self.settings.max_db_bytes
         if limit is None or not self._size_applies(request):
-            return []
-        excess = before.in_use - limit
-        if excess <= 0:
-            return []
-        excess -= await self._store.read(retention.log_bytes, [c.id for c in chosen])
-        taken = {c.id for c in chosen}
-        extra: list[Candidate] = []
+            return
+        excess = before.in_use - limit - outcome.bytes_freed
         after_id = 0
         while excess > 0:
             batch = await self._store.read(
                 retention.oldest_finished, SIZE_BATCH, request.workflow_id, after_id
             )
             if not batch:
-                break
+                return
             after_id = batch[-1].id
+            taken = await self._store.read(retention.matching, found, [c.id for c in batch])
             for c in batch:
                 if c.id in taken:
                     continue
-                extra.append(c)
-                excess -= await self._store.read(retention.log_bytes, [c.id])
+                size = await self._store.read(retention.log_bytes, [c.id])
+                outcome.add([c])
+                outcome.bytes_freed += size
+                excess -= size
                 if excess <= 0:
-                    break
-        return extra
+                    return
 
     # ----------------------------------------------------------------- removing
 
@@ -313,8 +331,7 @@ class Retention:
             batch = chosen[start : start + BEGIN_BATCH]
             begun = await self._begin_delete([c.id for c in batch])
             gone = set(begun.ids)
-            outcome.removed += [c for c in batch if c.id in gone]
-            outcome.log_entries += begun.log_entries
+            outcome.add([c for c in batch if c.id in gone], begun.log_entries)
             await self._drain()
 
     async def _remove_over_size(self, workflow_id: str | None, outcome: Outcome) -> None:
@@ -371,7 +388,7 @@ class Retention:
             started_ms=started_ms,
             duration_ms=math.ceil(outcome.duration * 1000),
             trigger=trigger,
-            executions_removed=len(outcome.removed),
+            executions_removed=outcome.count,
             log_entries_removed=outcome.log_entries,
             bytes_freed=outcome.bytes_freed,
             bytes_compressed=outcome.bytes_compressed,

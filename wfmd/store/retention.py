@@ -66,9 +66,56 @@ def _candidates(conn: apsw.Connection, sql: str, args: Sequence[object]) -> list
     return [Candidate(*row) for row in conn.execute(sql, args)]
 
 
+# A rule: a WHERE clause on executions and its arguments. Each matches what one limit
+# removes; `page` adds "finished" and the paging.
+Rule = tuple[str, list[object]]
+
+
 def select(conn: apsw.Connection, policy: Policy, now_ms: int) -> list[Candidate]:
     """Every finished execution that `policy` removes at `now_ms`, oldest first."""
-    found: dict[int, Candidate] = {}
+    return choose(conn, policy, now_ms)
+
+
+def choose(
+    conn: apsw.Connection,
+    policy: Policy,
+    now_ms: int,
+    *,
+    older_than_ms: int | None = None,
+    keep: int | None = None,
+) -> list[Candidate]:
+    """Every execution `rules` selects, oldest first (in pages, so large results cost
+    memory only here)."""
+    found = rules(conn, policy, now_ms, older_than_ms=older_than_ms, keep=keep)
+    out: list[Candidate] = []
+    after = 0
+    while True:
+        chosen, cut = page(conn, found, after, 1000)
+        out += chosen
+        if cut is None:
+            return out
+        after = cut
+
+
+def rules(
+    conn: apsw.Connection,
+    policy: Policy,
+    now_ms: int,
+    *,
+    older_than_ms: int | None = None,
+    keep: int | None = None,
+) -> list[Rule]:
+    """What one prune removes: with `older_than_ms` or `keep`, those (either suffices) of
+    `policy.workflow_id`'s executions, or everyone's; else what `policy` removes. Count
+    limits are resolved to an id now: the newest executions are kept as of this moment."""
+    if older_than_ms is not None or keep is not None:
+        where, args = _workflow_where(policy.workflow_id)
+        found = []
+        if older_than_ms is not None:
+            found.append(_age_rule(where, args, now_ms - older_than_ms))
+        if keep is not None:
+            found += _count_rule(conn, where, args, keep)
+        return found
     if policy.workflow_id is not None:
         limits = policy.workflows.get(policy.workflow_id, policy.default)
         groups: list[tuple[str, list[object], Limits]] = [
@@ -80,89 +127,65 @@ def select(conn: apsw.Connection, policy: Policy, now_ms: int) -> list[Candidate
         others = f"workflow_id NOT IN ({marks})" if own else "1"
         groups = [(others, list(own), policy.default)]
         groups += [("workflow_id = ?", [w], policy.workflows[w]) for w in own]
+    found = []
     for where, args, limits in groups:
-        for c in _over_limits(conn, where, args, limits, now_ms):
-            found[c.id] = c
-    return sorted(found.values(), key=lambda c: c.id)
+        if limits.max_age_ms is not None:
+            found.append(_age_rule(where, args, now_ms - limits.max_age_ms))
+        if limits.max_executions is not None:
+            found += _count_rule(conn, where, args, limits.max_executions)
+    return found
 
 
-def _over_limits(
-    conn: apsw.Connection, where: str, args: list[object], limits: Limits, now_ms: int
-) -> list[Candidate]:
-    out: list[Candidate] = []
-    if limits.max_age_ms is not None:
-        cutoff = now_ms - limits.max_age_ms
-        # ended_at >= created_at: the created_at index bounds the scan to old executions.
-        out += _candidates(
-            conn,
-            f"{_CANDIDATE} WHERE {where} AND created_at < ? AND ended_at < ?"
-            f" AND status IN {FINISHED} ORDER BY id",
-            (*args, cutoff, cutoff),
-        )
-    if limits.max_executions is not None:
-        out += beyond_newest(conn, where, args, limits.max_executions)
-    return out
+def _age_rule(where: str, args: list[object], cutoff_ms: int) -> Rule:
+    # ended_at >= created_at: the created_at index bounds the scan to old executions.
+    return f"{where} AND created_at < ? AND ended_at < ?", [*args, cutoff_ms, cutoff_ms]
 
 
-def beyond_newest(
-    conn: apsw.Connection, where: str, args: Sequence[object], keep: int
-) -> list[Candidate]:
-    """Finished executions matching `where` older than the newest `keep` of them (of any
-    status: a Running one counts toward `keep`, but is never removed)."""
+def _count_rule(conn: apsw.Connection, where: str, args: list[object], keep: int) -> list[Rule]:
+    """Executions matching `where` older than the newest `keep` of them (of any status: a
+    Running one counts toward `keep`, but is never removed)."""
     if keep == 0:
-        cutoff = None
-    else:
-        cutoff = conn.execute(
-            f"SELECT id FROM executions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET ?",
-            (*args, keep - 1),
-        ).get
-        if cutoff is None:
-            return []
-    bound = "" if cutoff is None else " AND id < ?"
-    extra = () if cutoff is None else (cutoff,)
-    return _candidates(
-        conn,
-        f"{_CANDIDATE} WHERE {where}{bound} AND status IN {FINISHED} ORDER BY id",
-        (*args, *extra),
-    )
+        return [(where, list(args))]
+    cutoff = conn.execute(
+        f"SELECT id FROM executions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET ?",
+        (*args, keep - 1),
+    ).get
+    return [] if cutoff is None else [(f"{where} AND id < ?", [*args, cutoff])]
 
 
-def choose(
-    conn: apsw.Connection,
-    policy: Policy,
-    now_ms: int,
-    *,
-    older_than_ms: int | None = None,
-    keep: int | None = None,
-) -> list[Candidate]:
-    """What one prune removes: with `older_than_ms` or `keep`, those (either suffices) of
-    `policy.workflow_id`'s executions, or everyone's; else what `policy` removes."""
-    if older_than_ms is None and keep is None:
-        return select(conn, policy, now_ms)
-    found: dict[int, Candidate] = {}
-    if older_than_ms is not None:
-        found.update(
-            (c.id, c) for c in older_than(conn, now_ms - older_than_ms, policy.workflow_id)
+def page(
+    conn: apsw.Connection, found: Sequence[Rule], after_id: int, limit: int
+) -> tuple[list[Candidate], int | None]:
+    """The finished executions any rule matches with ids above `after_id`, oldest first, at
+    most about `limit` per rule; and the id to continue after, or None at the end."""
+    chosen: dict[int, Candidate] = {}
+    cut: int | None = None
+    for where, args in found:
+        rows = _candidates(
+            conn,
+            f"{_CANDIDATE} WHERE {where} AND id > ? AND status IN {FINISHED} ORDER BY id LIMIT ?",
+            (*args, after_id, limit),
         )
-    if keep is not None:
-        found.update((c.id, c) for c in keep_newest(conn, keep, policy.workflow_id))
-    return sorted(found.values(), key=lambda c: c.id)
+        if len(rows) == limit:  # more beyond: this page ends where this rule's does
+            cut = rows[-1].id if cut is None else min(cut, rows[-1].id)
+        chosen.update((c.id, c) for c in rows)
+    out = sorted((c for c in chosen.values() if cut is None or c.id <= cut), key=lambda c: c.id)
+    return out, cut
 
 
-def older_than(conn: apsw.Connection, cutoff_ms: int, workflow_id: str | None) -> list[Candidate]:
-    """Finished executions (of one workflow, or any) that ended before `cutoff_ms`."""
-    where, args = _workflow_where(workflow_id)
-    return _candidates(
-        conn,
-        f"{_CANDIDATE} WHERE {where} AND created_at < ? AND ended_at < ?"
-        f" AND status IN {FINISHED} ORDER BY id",
-        (*args, cutoff_ms, cutoff_ms),
-    )
-
-
-def keep_newest(conn: apsw.Connection, keep: int, workflow_id: str | None) -> list[Candidate]:
-    where, args = _workflow_where(workflow_id)
-    return beyond_newest(conn, where, args, keep)
+def matching(conn: apsw.Connection, found: Sequence[Rule], ids: Sequence[int]) -> set[int]:
+    """Which of `ids` a rule of `found` matches."""
+    if not found or not ids:
+        return set()
+    either = " OR ".join(f"({where})" for where, _ in found)
+    args = [a for _, rule_args in found for a in rule_args]
+    marks = ", ".join("?" * len(ids))
+    return {
+        cast(int, eid)
+        for (eid,) in conn.execute(
+            f"SELECT id FROM executions WHERE id IN ({marks}) AND ({either})", (*ids, *args)
+        )
+    }
 
 
 def oldest_finished(
