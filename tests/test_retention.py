@@ -19,8 +19,9 @@ import pytest
 import trio
 from conftest import MakeDaemon, metadata, write_workflow
 
-from wfmd.housekeeping.retention import Request, Retention, Settings
-from wfmd.store import Finish, LogRow, Store, executions, retention, write_batch
+from wfmd.housekeeping.policy import Settings
+from wfmd.housekeeping.retention import Request, Retention
+from wfmd.store import Finish, LogRow, Store, executions, retention, upkeep, write_batch
 from wfmd.store.database import close_database, open_database
 from wfmd.store.logs import STDOUT, key_range, row_key
 from wfmd.store.retention import Limits, Policy
@@ -205,8 +206,8 @@ def run_retention(path: Path, settings: Settings, request: Request | None = None
         try:
             r = Retention(store, settings, clock=lambda: NOW)
             outcome = await r.prune(request or Request())
-            pages = await store.call(retention.pages)
-            last = await store.call(retention.last_run)
+            pages = await store.call(upkeep.pages)
+            last = await store.call(upkeep.last_run)
             if not outcome.dry_run:
                 assert last is not None and last.executions_removed == outcome.count
             return {
@@ -229,7 +230,7 @@ def test_size_limit_removes_the_oldest_until_under_it_and_gives_the_space_back(
     conn = open_database(path)
     ids = [add(conn, ended=NOW - (100 - i) * DAY // 10, lines=2000) for i in range(20)]
     running = add(conn, ended=None, status="Running", lines=2000)
-    in_use = retention.pages(conn).in_use
+    in_use = upkeep.pages(conn).in_use
     close_database(conn)
     limit = in_use // 2
     settings = Settings(Policy(), max_db_bytes=limit, interval=None)
@@ -267,8 +268,8 @@ def test_a_dry_run_removes_nothing_and_records_nothing(tmp_path: Path) -> None:
             outcome = await r.prune(Request(dry_run=True))
             assert outcome.count == len(outcome.removed) == 2 and outcome.log_entries == 20
             assert outcome.bytes_freed == 2 * 10 * 80
-            assert await store.call(retention.last_run) is None
-            counts = await store.call(retention.counts_by_status)
+            assert await store.call(upkeep.last_run) is None
+            counts = await store.call(upkeep.counts_by_status)
             assert counts == {"Completed": 3}
         finally:
             await store.close()

@@ -25,7 +25,8 @@ from wfmd.api.dispatch import Dispatcher
 from wfmd.api.server import Server, adopt_listener, socket_name
 from wfmd.config import Config
 from wfmd.housekeeping import recovery
-from wfmd.housekeeping.retention import Retention, Settings
+from wfmd.housekeeping.policy import Settings
+from wfmd.housekeeping.retention import Retention
 from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
 from wfmd.ingest.logcap import Cap

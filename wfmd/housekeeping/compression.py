@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import trio
 
-from wfmd.store import Store, compression, retention
+from wfmd.store import Store, compression, upkeep
 from wfmd.store.sqlar import pack
 
 # Executions fetched per query of those due.
@@ -62,7 +62,7 @@ class Compressor:
         size = FIRST_ROWS
         while rows := await self._store.read(compression.rows_to_pack, eid, after, size):
             packed = await trio.to_thread.run_sync(_pack_all, rows)
-            _, elapsed = await self._store.call(retention.timed, compression.store_packed, packed)
+            _, elapsed = await self._store.call(upkeep.timed, compression.store_packed, packed)
             done.rows += len(rows)
             done.bytes_before += sum(raw for _, _, raw in packed)
             done.bytes_after += sum(len(data) for _, data, _ in packed)

@@ -15,15 +15,15 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import trio
 
-from wfmd.config import Config
 from wfmd.housekeeping.archive import Archive
 from wfmd.housekeeping.compression import Compressor
-from wfmd.store import Store, now_ms, retention
-from wfmd.store.retention import Candidate, Limits, Pages, Policy, RunRecord
+from wfmd.housekeeping.policy import Settings
+from wfmd.store import Store, now_ms, retention, upkeep
+from wfmd.store.retention import Candidate
+from wfmd.store.upkeep import Pages, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ BEGIN_BATCH = 50
 # size is looked at again.
 SIZE_BATCH = 20
 
-DAY_MS = 86_400_000
-
 # Executions chosen per page (per limit) of a prune: a first run over a huge history holds
 # a page at a time, not the whole of what it removes.
 PAGE = 1_000
@@ -56,61 +54,6 @@ LISTED = 1_000
 
 # Longest time between two compression passes: history turns cold within minutes.
 COMPRESS_CHECK = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What retention enforces; None disables a limit."""
-
-    policy: Policy
-    max_db_bytes: int | None
-    interval: float | None  # seconds between scheduled runs
-    compress_after: float | None = None  # seconds after its end an execution is compressed
-    archive_dir: Path | None = None  # archive before delete, into this directory
-
-    def describe(self) -> dict[str, object]:
-        """The settings in force, in the config file's words (for `wfmctl info`)."""
-
-        def limits(x: Limits) -> dict[str, object]:
-            age = None if x.max_age_ms is None else x.max_age_ms / DAY_MS
-            return {"max_age_days": age, "max_executions": x.max_executions}
-
-        return {
-            **limits(self.policy.default),
-            "max_db_bytes": self.max_db_bytes,
-            "retention_interval": self.interval,
-            "compress_after": self.compress_after,
-            "archive_dir": None if self.archive_dir is None else str(self.archive_dir),
-            "workflows": {w: limits(x) for w, x in sorted(self.policy.workflows.items())},
-        }
-
-    @classmethod
-    def from_config(cls, config: Config) -> Settings:
-        def age(days: float | None, default: int | None) -> int | None:
-            if days is None:
-                return default
-            return int(days * DAY_MS) if days > 0 else None
-
-        def count(n: int | None, default: int | None) -> int | None:
-            if n is None:
-                return default
-            return n if n > 0 else None
-
-        default = Limits(age(config.max_age_days, None), count(config.max_executions, None))
-        workflows = {
-            wid: Limits(
-                age(w.max_age_days, default.max_age_ms),
-                count(w.max_executions, default.max_executions),
-            )
-            for wid, w in config.retention.workflows.items()
-        }
-        return cls(
-            policy=Policy(default, workflows),
-            max_db_bytes=config.max_db_bytes or None,
-            interval=config.retention_interval or None,
-            compress_after=config.compress_after or None,
-            archive_dir=archive_dir(config),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +128,12 @@ class Retention:
                 async with self._turn:
                     started = time.monotonic()
                     started_ms = self._clock()
-                    before = await self._store.call(retention.pages)
+                    before = await self._store.call(upkeep.pages)
                     compressed = await self.compressor.run_pass()
                     if not compressed.rows:
                         continue
                     await self._vacuum()
-                    after = await self._store.call(retention.pages)
+                    after = await self._store.call(upkeep.pages)
                     outcome = Outcome(
                         bytes_freed=max(0, before.in_use - after.in_use),
                         bytes_compressed=compressed.bytes_before,
@@ -233,7 +176,7 @@ class Retention:
         async with self._turn:
             started = time.monotonic()
             started_ms = self._clock()
-            before = await self._store.call(retention.pages)
+            before = await self._store.call(upkeep.pages)
             await self._drain()
             policy = self.settings.policy
             if request.workflow_id is not None:
@@ -266,7 +209,7 @@ class Retention:
                 compressed = await self.compressor.run_pass()
                 outcome.bytes_compressed = compressed.bytes_before
                 await self._vacuum()
-                after = await self._store.call(retention.pages)
+                after = await self._store.call(upkeep.pages)
                 outcome.bytes_freed = max(0, before.in_use - after.in_use)
             outcome.duration = time.monotonic() - started
             if not request.dry_run:
@@ -278,13 +221,13 @@ class Retention:
         async with self._turn:
             started = time.monotonic()
             started_ms = self._clock()
-            before = await self._store.call(retention.pages)
+            before = await self._store.call(upkeep.pages)
             outcome = Outcome()
             begun = await self._begin_delete(list(ids))
             await self._drain()
             outcome.add([Candidate(i, "", "", 0, 0) for i in begun.ids], begun.log_entries)
             await self._vacuum()
-            after = await self._store.call(retention.pages)
+            after = await self._store.call(upkeep.pages)
             outcome.bytes_freed = max(0, before.in_use - after.in_use)
             outcome.duration = time.monotonic() - started
             await self._record("delete", started_ms, outcome)
@@ -339,7 +282,7 @@ class Retention:
         at a time as their log bytes say are needed, then measured again."""
         limit = self.settings.max_db_bytes
         assert limit is not None
-        while (excess := (await self._store.call(retention.pages)).in_use - limit) > 0:
+        while (excess := (await self._store.call(upkeep.pages)).in_use - limit) > 0:
             batch = await self._store.read(retention.oldest_finished, SIZE_BATCH, workflow_id)
             if not batch:
                 log.warning(
@@ -367,20 +310,18 @@ class Retention:
         done = False
         while not done:
             (_, done), elapsed = await self._store.call(
-                retention.timed, retention.delete_pending_logs, rows
+                upkeep.timed, retention.delete_pending_logs, rows
             )
             rows = _resize(rows, elapsed, MAX_ROWS)
 
     async def _vacuum(self) -> None:
         """Give the free pages back to the file system, a step at a time."""
-        if (await self._store.call(retention.auto_vacuum)) != "incremental":
+        if (await self._store.call(upkeep.auto_vacuum)) != "incremental":
             return  # an old database: free pages are reused, but the file does not shrink
         pages = FIRST_PAGES
         left = 1
         while left:
-            left, elapsed = await self._store.call(
-                retention.timed, retention.incremental_vacuum, pages
-            )
+            left, elapsed = await self._store.call(upkeep.timed, upkeep.incremental_vacuum, pages)
             pages = _resize(pages, elapsed, MAX_PAGES)
 
     async def _record(self, trigger: str, started_ms: int, outcome: Outcome) -> None:
@@ -393,14 +334,7 @@ class Retention:
             bytes_freed=outcome.bytes_freed,
             bytes_compressed=outcome.bytes_compressed,
         )
-        await self._store.call(retention.record_run, record)
-
-
-def archive_dir(config: Config) -> Path | None:
-    """Where archives go, if on: `archive_dir`, or `archive/` beside the database."""
-    if not config.archive:
-        return None
-    return config.archive_dir or config.database.parent / "archive"
+        await self._store.call(upkeep.record_run, record)
 
 
 def _resize(size: int, elapsed: float, largest: int) -> int:
