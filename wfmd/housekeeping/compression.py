@@ -21,8 +21,8 @@ from wfmd.store.sqlar import pack
 DUE_BATCH = 20
 
 # Rows per step to start from; each step doubles or halves it to take about STEP_SECONDS.
-FIRST_ROWS = 16
-MAX_ROWS = 1024
+FIRST_ROWS = 64
+MAX_ROWS = 4096
 STEP_SECONDS = 0.01
 
 
