@@ -173,6 +173,8 @@ def info_text(reply: InfoReply) -> str:
         "archive_dir",
     ):
         value = policy.get(key)
+        if key == "max_db_bytes" and isinstance(value, int):
+            value = f"{size(value)} ({value})"
         pairs.append((key, "off" if value is None else value))
     for workflow, limits in sorted(policy.get("workflows", {}).items()):
         pairs.append((f"workflow {workflow}", limits))
