@@ -190,6 +190,15 @@ def test_deletion_in_steps_leaves_no_orphan_rows_and_never_reuses_an_id(
     assert add(conn) == gone + 1
 
 
+def test_one_step_deletes_the_rows_of_several_small_executions(conn: apsw.Connection) -> None:
+    small = [add(conn, lines=150) for _ in range(10)]  # two rows each
+    retention.begin_delete(conn, small)
+    assert retention.delete_pending_logs(conn, 7) == (7, False)  # three whole, one in part
+    assert retention.pending(conn) == 7
+    assert retention.delete_pending_logs(conn, 1000) == (13, True)
+    assert conn.execute("SELECT count(*) FROM execution_logs").get == 0
+
+
 def test_running_and_queued_executions_are_never_deleted(conn: apsw.Connection) -> None:
     running = add(conn, ended=None, status="Running")
     queued = add(conn, ended=None, status="NotStarted")

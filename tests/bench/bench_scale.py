@@ -997,7 +997,7 @@ def bench_retention(ctx: Context) -> None:
             f"prune {reply.executions_removed:,} executions",
             f"{seconds:.1f} s",
             baseline=f"{reply.log_entries_removed:,} entries, {reply.bytes_freed / 1e6:,.0f} MB",
-            ratio=f"{reply.log_entries_removed / max(seconds, 1e-9) / 1e6:.1f}M/s",
+            ratio=f"{reply.executions_removed / max(seconds, 1e-9):,.0f}/s",
         )
         if during and outside:
             r.add(

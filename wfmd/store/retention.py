@@ -280,24 +280,27 @@ def pending(conn: apsw.Connection) -> int:
 
 
 def delete_pending_logs(conn: apsw.Connection, max_rows: int) -> tuple[int, bool]:
-    """Delete up to `max_rows` log rows of the first pending deletion, in one transaction.
-    Returns (rows deleted, whether nothing is pending any more)."""
+    """Delete up to `max_rows` log rows of pending deletions, in one transaction, the first
+    pending execution first. Returns (rows deleted, whether nothing is pending any more)."""
+    deleted = 0
     with transaction(conn):
-        eid = conn.execute(
-            "SELECT execution_id FROM pending_deletions ORDER BY execution_id LIMIT 1"
-        ).get
-        if eid is None:
-            return 0, True
-        lo, hi = key_range(cast(int, eid))
-        end = conn.execute(
-            "SELECT id FROM execution_logs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?",
-            (lo, hi, max_rows),
-        ).get
-        if end is None:
+        while deleted < max_rows:
+            eid = conn.execute(
+                "SELECT execution_id FROM pending_deletions ORDER BY execution_id LIMIT 1"
+            ).get
+            if eid is None:
+                return deleted, True
+            lo, hi = key_range(cast(int, eid))
+            end = conn.execute(
+                "SELECT id FROM execution_logs WHERE id BETWEEN ? AND ? ORDER BY id"
+                " LIMIT 1 OFFSET ?",
+                (lo, hi, max_rows - deleted),
+            ).get
+            if end is not None:  # more than the step's rows left: part of them
+                conn.execute("DELETE FROM execution_logs WHERE id >= ? AND id < ?", (lo, end))
+                return deleted + conn.changes(), False
             conn.execute("DELETE FROM execution_logs WHERE id BETWEEN ? AND ?", (lo, hi))
-            deleted = conn.changes()
+            deleted += conn.changes()
             conn.execute("DELETE FROM pending_deletions WHERE execution_id = ?", (eid,))
-            more = conn.execute("SELECT 1 FROM pending_deletions LIMIT 1").get is not None
-            return deleted, not more
-        conn.execute("DELETE FROM execution_logs WHERE id >= ? AND id < ?", (lo, end))
-        return conn.changes(), False
+        more = conn.execute("SELECT 1 FROM pending_deletions LIMIT 1").get is not None
+        return deleted, not more
