@@ -1059,7 +1059,7 @@ def compressed_sizes(database: Path) -> tuple[int, int]:
     with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
         stored, raw = conn.execute(
             "SELECT sum(length(l.data)), sum(coalesce(l.raw_size, length(l.data)))"
-            " FROM executions AS e JOIN execution_logs AS l"
+            " FROM executions AS e CROSS JOIN execution_logs AS l"  # e first: a range each
             " ON l.id BETWEEN e.id << 32 AND (e.id << 32) | 4294967295"
             " WHERE e.logs_compressed = 1"
         ).fetchone()
