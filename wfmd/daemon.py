@@ -237,9 +237,8 @@ async def _serve(
     )
     socket_path = config.socket if inherited is None else socket_name(inherited)
     retention = Retention(store, Settings.from_config(config))
-    services = Services(
-        store, writer, supervisor, catalog, socket_path, __version__, database_file, retention
-    )
+    services = Services(store, writer, supervisor, catalog, socket_path, __version__, database_file)
+    services.retention = retention
     server = Server(config.socket, Dispatcher(services, request_stop), __version__, inherited)
     scheduler = Scheduler(
         store,
