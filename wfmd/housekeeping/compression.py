@@ -9,6 +9,7 @@ looked at; one interrupted (a kill, a shutdown) is simply taken up again by the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ import trio
 from wfmd.store import Store, compression, upkeep
 from wfmd.store.sqlar import pack
 
+log = logging.getLogger(__name__)
+
 # Executions fetched per query of those due.
 DUE_BATCH = 200
 
@@ -24,6 +27,7 @@ DUE_BATCH = 200
 FIRST_ROWS = 64
 MAX_ROWS = 4096
 STEP_SECONDS = 0.01
+SLOW_STEP = 0.1  # a step this long is logged: log lines waited for it
 
 
 @dataclass(slots=True)
@@ -68,6 +72,10 @@ class Compressor:
                 done.bytes_after += sum(len(data) for _, data, _ in packed)
                 gone = set(finished)
                 ids = [eid for eid in ids if eid not in gone]
+                if elapsed > SLOW_STEP:
+                    log.warning(
+                        "compression: writing %d rows took %.0f ms", len(packed), elapsed * 1000
+                    )
                 if elapsed > STEP_SECONDS:
                     size = max(1, size // 2)
                 elif elapsed < STEP_SECONDS / 2:

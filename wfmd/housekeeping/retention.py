@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # well inside the 50 ms a line may wait for its commit.
 STEP_SECONDS = 0.01
 
+# A step this long (a checkpoint inside it, a slow disk) is logged: log lines waited for it.
+SLOW_STEP = 0.1
+
 # Log rows per deleting call and free pages per vacuum call to start from; each grows or
 # shrinks to take about STEP_SECONDS.
 FIRST_ROWS = 64
@@ -312,6 +315,7 @@ class Retention:
             (_, done), elapsed = await self._store.call(
                 upkeep.timed, retention.delete_pending_logs, rows
             )
+            _slow("deleting", rows, "log rows", elapsed)
             rows = _resize(rows, elapsed, MAX_ROWS)
 
     async def _vacuum(self) -> None:
@@ -322,6 +326,7 @@ class Retention:
         left = 1
         while left:
             left, elapsed = await self._store.call(upkeep.timed, upkeep.incremental_vacuum, pages)
+            _slow("incremental vacuum of", pages, "pages", elapsed)
             pages = _resize(pages, elapsed, MAX_PAGES)
 
     async def _record(self, trigger: str, started_ms: int, outcome: Outcome) -> None:
@@ -335,6 +340,12 @@ class Retention:
             bytes_compressed=outcome.bytes_compressed,
         )
         await self._store.call(upkeep.record_run, record)
+
+
+def _slow(what: str, size: int, unit: str, elapsed: float) -> None:
+    """Say so when one step held the writer long enough for a log line to notice."""
+    if elapsed > SLOW_STEP:
+        log.warning("retention: %s %d %s took %.0f ms", what, size, unit, elapsed * 1000)
 
 
 def _resize(size: int, elapsed: float, largest: int) -> int:
