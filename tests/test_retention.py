@@ -463,3 +463,14 @@ def test_no_line_is_lost_while_retention_deletes_and_compresses(
         lines = [e.line for e in client.iter_logs(handle, limit=10_000)]
     assert ended.log_count == 6000
     assert lines == [f"line {i}" for i in range(6000)]
+
+
+def test_warming_reads_through_every_index_of_this_schema(conn: apsw.Connection) -> None:
+    eid = add(conn, lines=300)
+    names = {"handle": "h", "workflow": "wf", "id": eid, "status": "Completed", "created": NOW}
+    for sql in retention._WARM:  # each statement names an index that exists
+        conn.execute(sql, names).fetchall()
+    retention.warm(conn, [eid, eid + 99])
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+    warmed = {name for sql in retention._WARM for name in indexes if f" {name} " in sql}
+    assert warmed == {i for i in indexes if i.startswith("executions_by_")}

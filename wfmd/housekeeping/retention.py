@@ -41,7 +41,9 @@ FIRST_PAGES = 64
 MAX_ROWS = 8192
 MAX_PAGES = 8192
 
-# Executions removed per transaction of `begin_delete`: each is a few index updates.
+# Executions removed per transaction of `begin_delete` (each is a few index updates): the
+# first step's, and the most; steps grow or shrink to take about STEP_SECONDS.
+FIRST_BEGIN = 8
 BEGIN_BATCH = 50
 
 # While over max_db_bytes, the oldest finished executions go this many at a time before the
@@ -226,7 +228,8 @@ class Retention:
             started_ms = self._clock()
             before = await self._store.call(upkeep.pages)
             outcome = Outcome()
-            begun = await self._begin_delete(list(ids))
+            await self._store.read(retention.warm, list(ids))
+            begun, _ = await self._begin_delete(list(ids))
             await self._drain()
             outcome.add([Candidate(i, "", "", 0, 0) for i in begun.ids], begun.log_entries)
             await self._vacuum()
@@ -273,9 +276,19 @@ class Retention:
     # ----------------------------------------------------------------- removing
 
     async def _remove(self, chosen: Sequence[Candidate], outcome: Outcome) -> None:
-        for start in range(0, len(chosen), BEGIN_BATCH):
-            batch = chosen[start : start + BEGIN_BATCH]
-            begun = await self._begin_delete([c.id for c in batch])
+        start = 0
+        size = FIRST_BEGIN
+        while start < len(chosen):
+            batch = chosen[start : start + size]
+            start += len(batch)
+            ids = [c.id for c in batch]
+            # The reader reads what the deletion will touch first: a cold page read inside
+            # the writer's step (a 10 GB history does not fit the page cache) would hold
+            # every running workflow's group commit behind it.
+            await self._store.read(retention.warm, ids)
+            begun, elapsed = await self._begin_delete(ids)
+            _slow("removing", len(ids), "executions", elapsed)
+            size = _resize(size, elapsed, BEGIN_BATCH)
             gone = set(begun.ids)
             outcome.add([c for c in batch if c.id in gone], begun.log_entries)
             await self._drain()
@@ -302,10 +315,11 @@ class Retention:
                     break
             await self._remove(chosen, outcome)
 
-    async def _begin_delete(self, ids: list[int]) -> retention.Begun:
-        """Archived first (if on) and synced, then removed: never one without the other."""
+    async def _begin_delete(self, ids: list[int]) -> tuple[retention.Begun, float]:
+        """Archived first (if on) and synced, then removed: never one without the other.
+        Returns what was removed, and how long the writer took."""
         archived = None if self._archive is None else await self._archive.write(ids)
-        return await self._store.call(retention.begin_delete, ids, archived)
+        return await self._store.call(upkeep.timed, retention.begin_delete, ids, archived)
 
     async def _drain(self) -> None:
         """Delete the log rows of every pending deletion, a step at a time."""
