@@ -178,6 +178,13 @@ class Retention:
         return outcome
 
     async def prune(self, request: Request, trigger: str = "prune") -> Outcome:
+        """One run: drain what an earlier run left pending, remove what `request` (or the
+        policy) chooses a page at a time, compress what is cold, vacuum, record it.
+
+        Cancellation: stops between two writer steps; executions already begun are gone,
+        their log rows stay listed in `pending_deletions` for the next run. An unfinished
+        run is not recorded.
+        """
         async with self._turn:
             started = time.monotonic()
             started_ms = self._clock()
@@ -222,7 +229,10 @@ class Retention:
             return outcome
 
     async def delete(self, ids: Sequence[int]) -> Outcome:
-        """Remove these executions (the finished ones among them) now."""
+        """Remove these executions (the finished ones among them) now.
+
+        Cancellation: as for `prune`.
+        """
         async with self._turn:
             started = time.monotonic()
             started_ms = self._clock()
