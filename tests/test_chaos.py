@@ -1200,7 +1200,7 @@ def verify_after_prune_kill(
 @pytest.mark.parametrize(
     "rounds",
     [
-        pytest.param(6, id="quick"),
+        pytest.param(4, id="quick"),
         pytest.param(100, id="long", marks=[pytest.mark.slow, long_only]),
     ],
 )

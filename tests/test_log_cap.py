@@ -28,7 +28,7 @@ def text(i: int) -> str:
     return f"line {i:06d} ".ljust(WIDTH - 1, "x")
 
 
-def printer(workflow_dir: Path, release: Path) -> None:
+def printer(workflow_dir: Path, release: Path, midway: Path) -> None:
     """Prints LINES lines in bursts of ten (rows of about ten lines), then waits for
     `release`."""
     write_workflow(
@@ -36,6 +36,10 @@ def printer(workflow_dir: Path, release: Path) -> None:
         "printer",
         f"""
         for i in range({LINES}):
+            if i == {LINES // 2}:  # halfway: wait until the test has looked
+                sys.stdout.flush()
+                while not os.path.exists({str(midway)!r}):
+                    time.sleep(0.01)
             sys.stdout.write(f"line {{i:06d}} ".ljust({WIDTH - 1}, "x") + "\\n")
             if i % 10 == 9:
                 sys.stdout.flush()
@@ -97,24 +101,26 @@ def test_the_cap_holds_while_the_workflow_prints(
     lines_cap: int | None,
     bytes_cap: int | None,
 ) -> None:
-    release = tmp_path / "release"
-    printer(workflow_dir, release)
+    release, midway = tmp_path / "release", tmp_path / "midway"
+    printer(workflow_dir, release, midway)
     d = make_daemon(flags).start()
     with d.client() as client:
         handle = client.run("printer").handle
-        deadline = time.monotonic() + 60
-        midway: list[LogEntry] = []
-        while (count := client.status(handle).log_count) < LINES:
+        deadline = time.monotonic() + 120  # a loaded 2-core machine
+        while client.status(handle).log_count < LINES // 2:
             assert time.monotonic() < deadline, d.log()
-            if count >= LINES // 2 and not midway:  # still printing: one page, one snapshot
-                midway = client.logs(handle, limit=10_000).entries
             time.sleep(0.02)
-        assert midway, "the workflow printed faster than this test looked"
+        # Halfway through its output, the workflow waits: one page, one snapshot.
+        half = client.logs(handle, limit=10_000).entries
         row = largest_row(d.database)
-        assert any(MARKER.match(e.line) for e in midway)
+        assert any(MARKER.match(e.line) for e in half)
         held = lines_cap if lines_cap is not None else (bytes_cap or 0) // WIDTH
-        assert len(midway) <= held + row
-        assert midway[0].seq == 0 and midway[-1].seq >= LINES // 2 - 1
+        assert len(half) <= held + row
+        assert half[0].seq == 0 and half[-1].seq == LINES // 2 - 1
+        midway.touch()
+        while client.status(handle).log_count < LINES:
+            assert time.monotonic() < deadline, d.log()
+            time.sleep(0.02)
         running = client.status(handle)
         assert running.status == "Running" and running.log_count == LINES
         check_capped(list(client.iter_logs(handle)), lines_cap, bytes_cap, row)

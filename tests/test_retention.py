@@ -20,8 +20,9 @@ import pytest
 import trio
 from conftest import MakeDaemon, metadata, write_workflow
 
-from wfmd.housekeeping.retention import Request, Retention, Settings
-from wfmd.store import Finish, LogRow, Store, executions, retention, write_batch
+from wfmd.housekeeping.policy import Settings
+from wfmd.housekeeping.retention import Request, Retention
+from wfmd.store import Finish, LogRow, Store, executions, retention, upkeep, write_batch
 from wfmd.store.database import close_database, open_database
 from wfmd.store.logs import STDOUT, key_range, row_key
 from wfmd.store.retention import Limits, Policy
@@ -140,6 +141,27 @@ def test_explicit_older_than_and_keep_each_remove(conn: apsw.Connection) -> None
     assert [c.id for c in both] == e[:2]
 
 
+def test_pages_of_any_size_give_the_same_choice(conn: apsw.Connection) -> None:
+    for n in range(30):
+        add(conn, "a" if n % 3 else "b", ended=NOW - (n % 7) * 10 * DAY)
+    add(conn, ended=None, status="Running")
+    policy = Policy(Limits(max_age_ms=25 * DAY, max_executions=12), {"b": Limits(max_executions=2)})
+    found = retention.rules(conn, policy, NOW)
+    everything = [c.id for c in retention.choose(conn, policy, NOW)]
+    assert 10 < len(everything) < 30
+    for size in (1, 2, 3, 7):
+        paged: list[int] = []
+        after = 0
+        while True:
+            chosen, cut = retention.page(conn, found, after, size)
+            paged += [c.id for c in chosen]
+            if cut is None:
+                break
+            after = cut
+        assert paged == everything, size
+    assert retention.matching(conn, found, [*everything, 1000000]) == set(everything)
+
+
 # --------------------------------------------------------------------------- deleting
 
 
@@ -169,6 +191,15 @@ def test_deletion_in_steps_leaves_no_orphan_rows_and_never_reuses_an_id(
     assert add(conn) == gone + 1
 
 
+def test_one_step_deletes_the_rows_of_several_small_executions(conn: apsw.Connection) -> None:
+    small = [add(conn, lines=150) for _ in range(10)]  # two rows each
+    retention.begin_delete(conn, small)
+    assert retention.delete_pending_logs(conn, 7) == (7, False)  # three whole, one in part
+    assert retention.pending(conn) == 7
+    assert retention.delete_pending_logs(conn, 1000) == (13, True)
+    assert conn.execute("SELECT count(*) FROM execution_logs").get == 0
+
+
 def test_running_and_queued_executions_are_never_deleted(conn: apsw.Connection) -> None:
     running = add(conn, ended=None, status="Running")
     queued = add(conn, ended=None, status="NotStarted")
@@ -185,11 +216,12 @@ def run_retention(path: Path, settings: Settings, request: Request | None = None
         try:
             r = Retention(store, settings, clock=lambda: NOW)
             outcome = await r.prune(request or Request())
-            pages = await store.call(retention.pages)
-            last = await store.call(retention.last_run)
-            assert last is not None and last.executions_removed == len(outcome.removed)
+            pages = await store.call(upkeep.pages)
+            last = await store.call(upkeep.last_run)
+            if not outcome.dry_run:
+                assert last is not None and last.executions_removed == outcome.count
             return {
-                "removed": len(outcome.removed),
+                "removed": outcome.count,
                 "entries": outcome.log_entries,
                 "freed": outcome.bytes_freed,
                 "in_use": pages.in_use,
@@ -208,11 +240,13 @@ def test_size_limit_removes_the_oldest_until_under_it_and_gives_the_space_back(
     conn = open_database(path)
     ids = [add(conn, ended=NOW - (100 - i) * DAY // 10, lines=2000) for i in range(20)]
     running = add(conn, ended=None, status="Running", lines=2000)
-    in_use = retention.pages(conn).in_use
+    in_use = upkeep.pages(conn).in_use
     close_database(conn)
     limit = in_use // 2
     settings = Settings(Policy(), max_db_bytes=limit, interval=None)
+    dry = run_retention(path, settings, Request(dry_run=True))
     result = run_retention(path, settings)
+    assert abs(dry["removed"] - result["removed"]) <= 1, (dry, result)
     assert result["in_use"] <= limit
     assert 9 <= result["removed"] <= 13  # half the pages, less the fixed ones (schema, index)
     assert result["entries"] == result["removed"] * 2000
@@ -242,10 +276,10 @@ def test_a_dry_run_removes_nothing_and_records_nothing(tmp_path: Path) -> None:
         try:
             r = Retention(store, Settings(Policy(Limits(30 * DAY)), None, None), clock=lambda: NOW)
             outcome = await r.prune(Request(dry_run=True))
-            assert len(outcome.removed) == 2 and outcome.log_entries == 20
+            assert outcome.count == len(outcome.removed) == 2 and outcome.log_entries == 20
             assert outcome.bytes_freed == 2 * 10 * 80
-            assert await store.call(retention.last_run) is None
-            counts = await store.call(retention.counts_by_status)
+            assert await store.call(upkeep.last_run) is None
+            counts = await store.call(upkeep.counts_by_status)
             assert counts == {"Completed": 3}
         finally:
             await store.close()
@@ -434,3 +468,14 @@ def test_no_line_is_lost_while_retention_deletes_and_compresses(
         lines = [e.line for e in client.iter_logs(handle, limit=10_000)]
     assert ended.log_count == 6000
     assert lines == [f"line {i}" for i in range(6000)]
+
+
+def test_warming_reads_through_every_index_of_this_schema(conn: apsw.Connection) -> None:
+    eid = add(conn, lines=300)
+    names = {"handle": "h", "workflow": "wf", "id": eid, "status": "Completed", "created": NOW}
+    for sql in retention._WARM:  # each statement names an index that exists
+        conn.execute(sql, names).fetchall()
+    retention.warm(conn, [eid, eid + 99])
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
+    warmed = {name for sql in retention._WARM for name in indexes if f" {name} " in sql}
+    assert warmed == {i for i in indexes if i.startswith("executions_by_")}

@@ -27,7 +27,8 @@ from wfmd.api.server import Server, adopt_listener, socket_name
 from wfmd.config import Config
 from wfmd.housekeeping import recovery
 from wfmd.housekeeping.indexer import SearchIndexer
-from wfmd.housekeeping.retention import Retention, Settings
+from wfmd.housekeeping.policy import Settings
+from wfmd.housekeeping.retention import Retention
 from wfmd.housekeeping.scheduler import Scheduler
 from wfmd.ingest.committer import LogWriter
 from wfmd.ingest.logcap import Cap
@@ -247,16 +248,9 @@ async def _serve(
     )
     retention = Retention(store, Settings.from_config(config))
     services = Services(
-        store,
-        writer,
-        supervisor,
-        catalog,
-        socket_path,
-        __version__,
-        database_file,
-        indexer=indexer,
-        retention=retention,
+        store, writer, supervisor, catalog, socket_path, __version__, database_file, indexer
     )
+    services.retention = retention
     server = Server(config.socket, Dispatcher(services, request_stop), __version__, inherited)
     scheduler = Scheduler(
         store,

@@ -34,6 +34,10 @@ measured in the same run:
               supervisord's program is started with the XML-RPC call supervisorctl makes
               (a fresh supervisorctl process would add its own ~100 ms interpreter start)
   many        200 workflows printing 10 lines/s each: daemon CPU and RSS, no line lost
+  retention   on a copy: `prune` of the oldest tenth of the executions while the ticker
+              prints (follow latency during the prune against before and after it); then
+              compression of the next oldest twentieth (throughput, size), and log pages of
+              compressed executions against uncompressed ones
 
 supervisord is a bench-only extra (`pip install supervisor`); without it the supervisor
 comparisons are skipped with a note.
@@ -106,6 +110,8 @@ PEER_PER_LINE_RATIO = 1.5  # wfmd time / supervisord time for the per-line child
 MANY_CPU_SHARE = 0.10  # of one core, 200 workflows at 10 lines/s each
 MANY_RSS_MB = 150.0
 IDLE_RSS_MB = 50.0
+PRUNE_FOLLOW_ABOVE_MS = 50.0  # follow latency max during a prune, above the max outside it
+COMPRESSED_RATIO = 0.45  # log bytes once compressed / before
 
 # ------------------------------------------------------------------------------- settings
 
@@ -154,6 +160,7 @@ SECTIONS = (
     "client",
     "peers",
     "many",
+    "retention",
 )
 
 TICKER = """#!{python} -IS
@@ -266,9 +273,15 @@ class Daemon:
     """The installed wfmd on its own directory; ready when it sends systemd's READY=1."""
 
     def __init__(
-        self, root: Path, database: Path, workflows: Path, extra: tuple[str, ...] = ()
+        self,
+        root: Path,
+        database: Path,
+        workflows: Path,
+        extra: tuple[str, ...] = (),
+        config: str = NO_RETENTION,
     ) -> None:
         self.root = root
+        self.config = config
         self.database = database
         self.workflows = workflows
         self.extra = extra
@@ -285,7 +298,7 @@ class Daemon:
         """Start and wait until ready; returns seconds from spawn to READY=1."""
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "none.toml"
-        config.write_text(NO_RETENTION)
+        config.write_text(self.config)
         notify_path = self.root / "notify.sock"
         notify_path.unlink(missing_ok=True)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -1079,6 +1092,150 @@ def bench_follow(ctx: Context, daemon: Daemon) -> None:
     )
 
 
+# ------------------------------------------------------------------------------ retention
+
+
+def bench_retention(ctx: Context) -> None:
+    r = ctx.report
+    n = ctx.params.executions
+    remove = n // 10
+    r.section(f"retention: prune the oldest {remove:,} executions, then compress, on a copy")
+    root = ctx.work / "retention"
+    database, _ = copy_database(ctx.data, root)
+    daemon = Daemon(root, database, ctx.workflows)
+    daemon.start()
+    try:
+        delays: list[tuple[float, float]] = []  # (received, printed -> received)
+        with Client(daemon.socket, timeout=None) as c:
+            ticker = c.run("ticker", {"interval": str(FOLLOW_INTERVAL), "count": "100000000"})
+
+            def follow() -> None:
+                with Client(daemon.socket, timeout=None) as f:
+                    for item in f.follow(ticker.handle):
+                        if isinstance(item, LogEntry):
+                            now = time.time()
+                            delays.append((now, now - float(item.line.split(" ", 1)[0])))
+
+            follower = threading.Thread(target=follow, daemon=True)
+            follower.start()
+            time.sleep(2.0)
+            began = time.time()
+            reply = c.prune(keep=n - remove + 1)  # the ticker is the newest execution
+            ended = time.time()
+            time.sleep(2.0)
+            c.cancel(ticker.handle)
+            follower.join(30)
+        during = [d for at, d in delays if began <= at <= ended + 0.1]
+        outside = [d for at, d in delays if not began <= at <= ended + 0.1]
+        seconds = ended - began
+        r.add(
+            f"prune {reply.executions_removed:,} executions",
+            f"{seconds:.1f} s",
+            baseline=f"{reply.log_entries_removed:,} entries, {reply.bytes_freed / 1e6:,.0f} MB",
+            ratio=f"{reply.executions_removed / max(seconds, 1e-9):,.0f}/s",
+        )
+        if during and outside:
+            r.add(
+                "follow latency max during the prune",
+                ms(max(during)),
+                baseline=f"outside it: max {ms(max(outside))}, p99 {ms(pct(outside, 0.99))}",
+                bar=f"<= outside + {PRUNE_FOLLOW_ABOVE_MS:g} ms",
+                ok=max(during) * 1000 <= max(outside) * 1000 + PRUNE_FOLLOW_ABOVE_MS,
+            )
+        else:
+            r.note("the prune was too short to overlap the ticker's lines")
+    finally:
+        daemon.stop()
+    # Compression: the next oldest twentieth is cold (a compress_after reaching it).
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        cutoff = conn.execute(
+            "SELECT ended_at FROM executions WHERE ended_at IS NOT NULL ORDER BY ended_at"
+            " LIMIT 1 OFFSET ?",
+            (n // 20,),
+        ).fetchone()[0]
+    compress_after = time.time() - cutoff / 1000
+    config = f"retention_interval = 0\ncompress_after = {compress_after:.0f}\n"
+    daemon = Daemon(root, database, ctx.workflows, config=config)
+    daemon.start()
+    try:
+        with Client(daemon.socket, timeout=None) as c:
+            began = time.perf_counter()
+            c.prune(keep=10 * n)  # removes nothing; compresses what is cold
+            seconds = time.perf_counter() - began
+            run = c.info().last_retention
+            assert run is not None
+            r.add(
+                "compression of the oldest twentieth",
+                f"{seconds:.1f} s",
+                baseline=f"{run.bytes_compressed / 1e6:,.0f} MB of log text",
+                ratio=f"{run.bytes_compressed / 1e6 / max(seconds, 1e-9):.0f} MB/s",
+            )
+            stored, raw = compressed_sizes(database)
+            ratio = stored / max(raw, 1)
+            r.add(
+                "compressed log bytes / before",
+                f"{ratio:.2f}",
+                baseline=f"{raw / 1e6:,.0f} -> {stored / 1e6:,.0f} MB",
+                bar=f"<= {COMPRESSED_RATIO}",
+                ok=ratio <= COMPRESSED_RATIO,
+            )
+            r.note(
+                f"pages in use fell by {run.bytes_freed / 1e6:,.1f} MB: small rows shrink"
+                " inside their pages, which SQLite keeps (a VACUUM gives them back)"
+            )
+            compressed_logs_pages(ctx, c, database)
+    finally:
+        daemon.stop()
+        shutil.rmtree(root)
+
+
+def compressed_sizes(database: Path) -> tuple[int, int]:
+    """Log bytes of the compressed executions as stored, and as printed."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+        stored, raw = conn.execute(
+            "SELECT sum(length(l.data)), sum(coalesce(l.raw_size, length(l.data)))"
+            " FROM executions AS e CROSS JOIN execution_logs AS l"  # e first: a range each
+            " ON l.id BETWEEN e.id << 32 AND (e.id << 32) | 4294967295"
+            " WHERE e.logs_compressed = 1"
+        ).fetchone()
+    return stored or 0, raw or 0
+
+
+def compressed_logs_pages(ctx: Context, c: Client, database: Path) -> None:
+    """Pages of 100 entries of compressed executions against uncompressed ones."""
+    r = ctx.report
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as conn:
+
+        def pick(done: int) -> list[tuple[str, int]]:
+            return conn.execute(
+                "SELECT handle, log_count FROM executions WHERE logs_compressed = ?"
+                " AND log_count > 200 ORDER BY random() LIMIT 200",
+                (done,),
+            ).fetchall()
+
+        compressed, plain = pick(1), pick(0)
+    if not compressed or not plain:
+        r.note("no compressed (or no uncompressed) execution with 200 entries to page through")
+        return
+    rng = random.Random(5)
+    samples: dict[int, list[float]] = {1: [], 0: []}
+    for _ in range(ctx.settings.query_rounds):
+        for kind, pool in ((1, compressed), (0, plain)):
+            handle, count = rng.choice(pool)
+            began = time.perf_counter()
+            c.logs(handle, after=rng.randrange(count - 100), limit=100)
+            samples[kind].append(time.perf_counter() - began)
+    p99, base = pct(samples[1], 0.99), pct(samples[0], 0.99)
+    r.add(
+        "logs 100 after seq, compressed, p99",
+        ms(p99),
+        baseline=f"uncompressed {ms(base)}",
+        ratio=f"{p99 / base:.2f}",
+        bar=f"<= {LOGS_P99_MS:g} ms",
+        ok=p99 * 1000 <= LOGS_P99_MS,
+    )
+
+
 # ---------------------------------------------------------------------------- supervisord
 
 
@@ -1452,7 +1609,9 @@ def main() -> int:
         )
         if "startup" in only:
             bench_startup(ctx)
-        main_sections = only - {"startup"}
+        if "retention" in only:
+            bench_retention(ctx)
+        main_sections = only - {"startup", "retention"}
         if main_sections:
             if have_supervisor() and main_sections & {"client", "peers"}:
                 ctx.supervisor = Supervisord(work / "supervisord", workflows, settings.peer_lines)

@@ -33,6 +33,7 @@ class View(Protocol):
 
 
 def cmd_prune(client: Client, args: Args, view: View) -> int:
+    client.timeout = None  # a first prune of a large history takes minutes: it is waited for
     reply = client.prune(
         dry_run=args.dry_run,
         older_than=args.older_than,
@@ -44,6 +45,7 @@ def cmd_prune(client: Client, args: Args, view: View) -> int:
 
 
 def cmd_delete(client: Client, args: Args, view: View) -> int:
+    client.timeout = None  # it waits its turn behind a retention run
     reply = client.delete(list(args.handles))
     view.show(reply, lambda: prune_text(reply))
     return EXIT_OK
@@ -162,8 +164,17 @@ def info_text(reply: InfoReply) -> str:
         ("last retention", last),
         ("next retention", render.format_time(reply.next_retention_at)),
     ]
-    for key in ("max_age_days", "max_executions", "max_db_bytes", "retention_interval"):
+    for key in (
+        "max_age_days",
+        "max_executions",
+        "max_db_bytes",
+        "retention_interval",
+        "compress_after",
+        "archive_dir",
+    ):
         value = policy.get(key)
+        if key == "max_db_bytes" and isinstance(value, int):
+            value = f"{size(value)} ({value})"
         pairs.append((key, "off" if value is None else value))
     for workflow, limits in sorted(policy.get("workflows", {}).items()):
         pairs.append((f"workflow {workflow}", limits))

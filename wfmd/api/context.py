@@ -30,7 +30,7 @@ class Services:
     version: str
     database_file: DatabaseFile
     indexer: SearchIndexer | None = None  # None: search indexing is switched off
-    retention: Retention | None = None  # None only in a daemon built without it (tests)
+    retention: Retention | None = None  # set by the daemon once built; None: requests refused
     pid: int = field(default_factory=os.getpid)
     started: float = field(default_factory=time.monotonic)
     follow_pages: SharedPages = field(init=False)

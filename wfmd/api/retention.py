@@ -21,7 +21,7 @@ from wfmctl.protocol import (
 from wfmd.api.context import Services
 from wfmd.errors import Refused
 from wfmd.housekeeping.retention import Outcome, Request, Retention
-from wfmd.store import executions, retention
+from wfmd.store import executions, upkeep
 
 
 def _retention(s: Services) -> Retention:
@@ -33,7 +33,7 @@ def _retention(s: Services) -> Retention:
 def _reply(outcome: Outcome, listed: list[Removed]) -> PruneReply:
     return PruneReply(
         dry_run=outcome.dry_run,
-        executions_removed=len(outcome.removed),
+        executions_removed=outcome.count,
         log_entries_removed=outcome.log_entries,
         bytes_freed=outcome.bytes_freed,
         duration=outcome.duration,
@@ -87,14 +87,14 @@ async def delete(s: Services, request: Delete) -> PruneReply:
 
 
 async def info(s: Services, request: GetInfo) -> InfoReply:
-    pages = await s.store.lookup(retention.pages)
-    counts = await s.store.read(retention.counts_by_status)
-    oldest_id = await s.store.lookup(retention.oldest_id)
+    pages = await s.store.lookup(upkeep.pages)
+    counts = await s.store.read(upkeep.counts_by_status)
+    oldest_id = await s.store.lookup(upkeep.oldest_id)
     oldest = None
     if oldest_id is not None:
         oldest = s.live(await s.store.lookup(executions.get_by_id, oldest_id))
-    last = await s.store.lookup(retention.last_run)
-    mode = await s.store.lookup(retention.auto_vacuum)
+    last = await s.store.lookup(upkeep.last_run)
+    mode = await s.store.lookup(upkeep.auto_vacuum)
     wal = await trio.to_thread.run_sync(_size, f"{s.store.path}-wal")
     main = await trio.to_thread.run_sync(_size, str(s.store.path))
     policy: dict[str, object] = {}

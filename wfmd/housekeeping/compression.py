@@ -9,21 +9,25 @@ looked at; one interrupted (a kill, a shutdown) is simply taken up again by the 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
-from wfmd.store import Store, compression, retention
+from wfmd.store import Store, compression, upkeep
 from wfmd.store.sqlar import pack
 
+log = logging.getLogger(__name__)
+
 # Executions fetched per query of those due.
-DUE_BATCH = 20
+DUE_BATCH = 200
 
 # Rows per step to start from; each step doubles or halves it to take about STEP_SECONDS.
-FIRST_ROWS = 16
-MAX_ROWS = 1024
+FIRST_ROWS = 64
+MAX_ROWS = 4096
 STEP_SECONDS = 0.01
+SLOW_STEP = 0.1  # a step this long is logged: log lines waited for it
 
 
 @dataclass(slots=True)
@@ -46,32 +50,37 @@ class Compressor:
     async def run_pass(self) -> Compressed:
         """Compress every execution that is due now. The caller holds retention's turn.
 
+        Rows of several executions go in one step: a slow workflow's log is a few small
+        rows, and a step per execution would be mostly overhead.
+
         Cancellation: stops between two steps; each step is committed or not at all.
         """
         done = Compressed()
         if self.compress_after is None:
             return done
         cutoff = self._clock() - int(self.compress_after * 1000)
-        while ids := await self._store.read(compression.due, cutoff, DUE_BATCH):
-            for eid in ids:
-                await self._execution(eid, done)
-        return done
-
-    async def _execution(self, eid: int, done: Compressed) -> None:
-        after = -1
         size = FIRST_ROWS
-        while rows := await self._store.read(compression.rows_to_pack, eid, after, size):
-            packed = await trio.to_thread.run_sync(_pack_all, rows)
-            _, elapsed = await self._store.call(retention.timed, compression.store_packed, packed)
-            done.rows += len(rows)
-            done.bytes_before += sum(raw for _, _, raw in packed)
-            done.bytes_after += sum(len(data) for _, data, _ in packed)
-            after = rows[-1][0]
-            if elapsed > STEP_SECONDS:
-                size = max(1, size // 2)
-            elif elapsed < STEP_SECONDS / 2:
-                size = min(MAX_ROWS, size * 2)
-        await self._store.call(compression.mark_done, eid)
+        while ids := await self._store.read(compression.due, cutoff, DUE_BATCH):
+            while ids:
+                rows, finished = await self._store.read(compression.rows_to_pack, ids, size)
+                packed = await trio.to_thread.run_sync(_pack_all, rows) if rows else []
+                _, elapsed = await self._store.call(
+                    upkeep.timed, compression.store_packed, packed, finished
+                )
+                done.rows += len(rows)
+                done.bytes_before += sum(raw for _, _, raw in packed)
+                done.bytes_after += sum(len(data) for _, data, _ in packed)
+                gone = set(finished)
+                ids = [eid for eid in ids if eid not in gone]
+                if elapsed > SLOW_STEP:
+                    log.warning(
+                        "compression: writing %d rows took %.0f ms", len(packed), elapsed * 1000
+                    )
+                if elapsed > STEP_SECONDS:
+                    size = max(1, size // 2)
+                elif elapsed < STEP_SECONDS / 2:
+                    size = min(MAX_ROWS, size * 2)
+        return done
 
 
 def _pack_all(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes, int]]:

@@ -15,21 +15,24 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import trio
 
-from wfmd.config import Config
 from wfmd.housekeeping.archive import Archive
 from wfmd.housekeeping.compression import Compressor
-from wfmd.store import Store, now_ms, retention
-from wfmd.store.retention import Candidate, Limits, Pages, Policy, RunRecord
+from wfmd.housekeeping.policy import Settings
+from wfmd.store import Store, now_ms, retention, upkeep
+from wfmd.store.retention import Candidate
+from wfmd.store.upkeep import Pages, RunRecord
 
 log = logging.getLogger(__name__)
 
 # Time one writer call of retention aims at: a log line waits behind at most one such call,
 # well inside the 50 ms a line may wait for its commit.
 STEP_SECONDS = 0.01
+
+# A step this long (a checkpoint inside it, a slow disk) is logged: log lines waited for it.
+SLOW_STEP = 0.1
 
 # Log rows per deleting call and free pages per vacuum call to start from; each grows or
 # shrinks to take about STEP_SECONDS.
@@ -38,72 +41,24 @@ FIRST_PAGES = 64
 MAX_ROWS = 8192
 MAX_PAGES = 8192
 
-# Executions removed per transaction of `begin_delete`: each is a few index updates.
+# Executions removed per transaction of `begin_delete` (each is a few index updates): the
+# first step's, and the most; steps grow or shrink to take about STEP_SECONDS.
+FIRST_BEGIN = 8
 BEGIN_BATCH = 50
 
 # While over max_db_bytes, the oldest finished executions go this many at a time before the
 # size is looked at again.
 SIZE_BATCH = 20
 
-DAY_MS = 86_400_000
+# Executions chosen per page (per limit) of a prune: a first run over a huge history holds
+# a page at a time, not the whole of what it removes.
+PAGE = 1_000
+
+# Executions an outcome lists (the protocol's MAX_REMOVED_LISTED); it counts them all.
+LISTED = 1_000
 
 # Longest time between two compression passes: history turns cold within minutes.
 COMPRESS_CHECK = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """What retention enforces; None disables a limit."""
-
-    policy: Policy
-    max_db_bytes: int | None
-    interval: float | None  # seconds between scheduled runs
-    compress_after: float | None = None  # seconds after its end an execution is compressed
-    archive_dir: Path | None = None  # archive before delete, into this directory
-
-    def describe(self) -> dict[str, object]:
-        """The settings in force, in the config file's words (for `wfmctl info`)."""
-
-        def limits(x: Limits) -> dict[str, object]:
-            age = None if x.max_age_ms is None else x.max_age_ms / DAY_MS
-            return {"max_age_days": age, "max_executions": x.max_executions}
-
-        return {
-            **limits(self.policy.default),
-            "max_db_bytes": self.max_db_bytes,
-            "retention_interval": self.interval,
-            "compress_after": self.compress_after,
-            "archive_dir": None if self.archive_dir is None else str(self.archive_dir),
-            "workflows": {w: limits(x) for w, x in sorted(self.policy.workflows.items())},
-        }
-
-    @classmethod
-    def from_config(cls, config: Config) -> Settings:
-        def age(days: float | None, default: int | None) -> int | None:
-            if days is None:
-                return default
-            return int(days * DAY_MS) if days > 0 else None
-
-        def count(n: int | None, default: int | None) -> int | None:
-            if n is None:
-                return default
-            return n if n > 0 else None
-
-        default = Limits(age(config.max_age_days, None), count(config.max_executions, None))
-        workflows = {
-            wid: Limits(
-                age(w.max_age_days, default.max_age_ms),
-                count(w.max_executions, default.max_executions),
-            )
-            for wid, w in config.retention.workflows.items()
-        }
-        return cls(
-            policy=Policy(default, workflows),
-            max_db_bytes=config.max_db_bytes or None,
-            interval=config.retention_interval or None,
-            compress_after=config.compress_after or None,
-            archive_dir=archive_dir(config),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +74,23 @@ class Request:
 
 @dataclass(slots=True)
 class Outcome:
-    """What a run removed (or, dry, would remove)."""
+    """What a run removed (or, dry, would remove): how many, and the first LISTED."""
 
     removed: list[Candidate] = field(default_factory=list)
+    count: int = 0
     log_entries: int = 0
     bytes_freed: int = 0  # dry: the log bytes the removed executions hold
     bytes_compressed: int = 0  # log bytes (as printed) compressed
     duration: float = 0.0
     dry_run: bool = False
+
+    def add(self, removed: list[Candidate], log_entries: int | None = None) -> None:
+        """`log_entries`: as the deletion counted them (else the candidates' counts)."""
+        self.removed += removed[: max(0, LISTED - len(self.removed))]
+        self.count += len(removed)
+        if log_entries is None:
+            log_entries = sum(c.log_count for c in removed)
+        self.log_entries += log_entries
 
 
 class Retention:
@@ -169,12 +133,12 @@ class Retention:
                 async with self._turn:
                     started = time.monotonic()
                     started_ms = self._clock()
-                    before = await self._store.call(retention.pages)
+                    before = await self._store.call(upkeep.pages)
                     compressed = await self.compressor.run_pass()
                     if not compressed.rows:
                         continue
                     await self._vacuum()
-                    after = await self._store.call(retention.pages)
+                    after = await self._store.call(upkeep.pages)
                     outcome = Outcome(
                         bytes_freed=max(0, before.in_use - after.in_use),
                         bytes_compressed=compressed.bytes_before,
@@ -203,10 +167,10 @@ class Retention:
 
     async def scheduled(self) -> Outcome:
         outcome = await self.prune(Request(), trigger="schedule")
-        if outcome.removed:
+        if outcome.count:
             log.info(
                 "retention removed %d execution(s), %d log entries, freed %d bytes in %.2f s",
-                len(outcome.removed),
+                outcome.count,
                 outcome.log_entries,
                 outcome.bytes_freed,
                 outcome.duration,
@@ -214,38 +178,50 @@ class Retention:
         return outcome
 
     async def prune(self, request: Request, trigger: str = "prune") -> Outcome:
+        """One run: drain what an earlier run left pending, remove what `request` (or the
+        policy) chooses a page at a time, compress what is cold, vacuum, record it.
+
+        Cancellation: stops between two writer steps; executions already begun are gone,
+        their log rows stay listed in `pending_deletions` for the next run. An unfinished
+        run is not recorded.
+        """
         async with self._turn:
             started = time.monotonic()
             started_ms = self._clock()
-            before = await self._store.call(retention.pages)
+            before = await self._store.call(upkeep.pages)
             await self._drain()
             policy = self.settings.policy
             if request.workflow_id is not None:
                 policy = dataclasses.replace(policy, workflow_id=request.workflow_id)
-            chosen = await self._store.read(
-                retention.choose,
+            found = await self._store.read(
+                retention.rules,
                 policy,
                 started_ms,
                 older_than_ms=request.older_than_ms,
                 keep=request.keep,
             )
             outcome = Outcome(dry_run=request.dry_run)
+            after_id = 0
+            while True:  # a page at a time: a first run on a huge history stays small
+                chosen, cut = await self._store.read(retention.page, found, after_id, PAGE)
+                if request.dry_run:
+                    outcome.add(chosen)
+                    ids = [c.id for c in chosen]
+                    outcome.bytes_freed += await self._store.read(retention.log_bytes, ids)
+                else:
+                    await self._remove(chosen, outcome)
+                if cut is None:
+                    break
+                after_id = cut
             if request.dry_run:
-                outcome.removed = chosen
-                outcome.log_entries = sum(c.log_count for c in chosen)
-                outcome.removed += await self._over_size_dry(request, before, chosen)
-                outcome.log_entries = sum(c.log_count for c in outcome.removed)
-                outcome.bytes_freed = await self._store.read(
-                    retention.log_bytes, [c.id for c in outcome.removed]
-                )
+                await self._over_size_dry(request, before, found, outcome)
             else:
-                await self._remove(chosen, outcome)
                 if self._size_applies(request):
                     await self._remove_over_size(request.workflow_id, outcome)
                 compressed = await self.compressor.run_pass()
                 outcome.bytes_compressed = compressed.bytes_before
                 await self._vacuum()
-                after = await self._store.call(retention.pages)
+                after = await self._store.call(upkeep.pages)
                 outcome.bytes_freed = max(0, before.in_use - after.in_use)
             outcome.duration = time.monotonic() - started
             if not request.dry_run:
@@ -253,18 +229,21 @@ class Retention:
             return outcome
 
     async def delete(self, ids: Sequence[int]) -> Outcome:
-        """Remove these executions (the finished ones among them) now."""
+        """Remove these executions (the finished ones among them) now.
+
+        Cancellation: as for `prune`.
+        """
         async with self._turn:
             started = time.monotonic()
             started_ms = self._clock()
-            before = await self._store.call(retention.pages)
+            before = await self._store.call(upkeep.pages)
             outcome = Outcome()
-            begun = await self._begin_delete(list(ids))
+            await self._store.read(retention.warm, list(ids))
+            begun, _ = await self._begin_delete(list(ids))
             await self._drain()
-            outcome.log_entries = begun.log_entries
-            outcome.removed = [Candidate(i, "", "", 0, 0) for i in begun.ids]
+            outcome.add([Candidate(i, "", "", 0, 0) for i in begun.ids], begun.log_entries)
             await self._vacuum()
-            after = await self._store.call(retention.pages)
+            after = await self._store.call(upkeep.pages)
             outcome.bytes_freed = max(0, before.in_use - after.in_use)
             outcome.duration = time.monotonic() - started
             await self._record("delete", started_ms, outcome)
@@ -277,44 +256,51 @@ class Retention:
         return not explicit and self.settings.max_db_bytes is not None
 
     async def _over_size_dry(
-        self, request: Request, before: Pages, chosen: list[Candidate]
-    ) -> list[Candidate]:
-        """What the size limit would remove after `chosen`: estimated from log bytes."""
+        self, request: Request, before: Pages, found: list[retention.Rule], outcome: Outcome
+    ) -> None:
+        """What the size limit would remove after the rules' choice, estimated from log
+        bytes, added to `outcome`."""
         limit = self.settings.max_db_bytes
         if limit is None or not self._size_applies(request):
-            return []
-        excess = before.in_use - limit
-        if excess <= 0:
-            return []
-        excess -= await self._store.read(retention.log_bytes, [c.id for c in chosen])
-        taken = {c.id for c in chosen}
-        extra: list[Candidate] = []
+            return
+        excess = before.in_use - limit - outcome.bytes_freed
         after_id = 0
         while excess > 0:
             batch = await self._store.read(
                 retention.oldest_finished, SIZE_BATCH, request.workflow_id, after_id
             )
             if not batch:
-                break
+                return
             after_id = batch[-1].id
+            taken = await self._store.read(retention.matching, found, [c.id for c in batch])
             for c in batch:
                 if c.id in taken:
                     continue
-                extra.append(c)
-                excess -= await self._store.read(retention.log_bytes, [c.id])
+                size = await self._store.read(retention.log_bytes, [c.id])
+                outcome.add([c])
+                outcome.bytes_freed += size
+                excess -= size
                 if excess <= 0:
-                    break
-        return extra
+                    return
 
     # ----------------------------------------------------------------- removing
 
     async def _remove(self, chosen: Sequence[Candidate], outcome: Outcome) -> None:
-        for start in range(0, len(chosen), BEGIN_BATCH):
-            batch = chosen[start : start + BEGIN_BATCH]
-            begun = await self._begin_delete([c.id for c in batch])
+        start = 0
+        size = FIRST_BEGIN
+        while start < len(chosen):
+            batch = chosen[start : start + size]
+            start += len(batch)
+            ids = [c.id for c in batch]
+            # The reader reads what the deletion will touch first: a cold page read inside
+            # the writer's step (a 10 GB history does not fit the page cache) would hold
+            # every running workflow's group commit behind it.
+            await self._store.read(retention.warm, ids)
+            begun, elapsed = await self._begin_delete(ids)
+            _slow("removing", len(ids), "executions", elapsed)
+            size = _resize(size, elapsed, BEGIN_BATCH)
             gone = set(begun.ids)
-            outcome.removed += [c for c in batch if c.id in gone]
-            outcome.log_entries += begun.log_entries
+            outcome.add([c for c in batch if c.id in gone], begun.log_entries)
             await self._drain()
 
     async def _remove_over_size(self, workflow_id: str | None, outcome: Outcome) -> None:
@@ -322,7 +308,7 @@ class Retention:
         at a time as their log bytes say are needed, then measured again."""
         limit = self.settings.max_db_bytes
         assert limit is not None
-        while (excess := (await self._store.call(retention.pages)).in_use - limit) > 0:
+        while (excess := (await self._store.call(upkeep.pages)).in_use - limit) > 0:
             batch = await self._store.read(retention.oldest_finished, SIZE_BATCH, workflow_id)
             if not batch:
                 log.warning(
@@ -339,10 +325,11 @@ class Retention:
                     break
             await self._remove(chosen, outcome)
 
-    async def _begin_delete(self, ids: list[int]) -> retention.Begun:
-        """Archived first (if on) and synced, then removed: never one without the other."""
+    async def _begin_delete(self, ids: list[int]) -> tuple[retention.Begun, float]:
+        """Archived first (if on) and synced, then removed: never one without the other.
+        Returns what was removed, and how long the writer took."""
         archived = None if self._archive is None else await self._archive.write(ids)
-        return await self._store.call(retention.begin_delete, ids, archived)
+        return await self._store.call(upkeep.timed, retention.begin_delete, ids, archived)
 
     async def _drain(self) -> None:
         """Delete the log rows of every pending deletion, a step at a time."""
@@ -350,20 +337,20 @@ class Retention:
         done = False
         while not done:
             (_, done), elapsed = await self._store.call(
-                retention.timed, retention.delete_pending_logs, rows
+                upkeep.timed, retention.delete_pending_logs, rows
             )
+            _slow("deleting", rows, "log rows", elapsed)
             rows = _resize(rows, elapsed, MAX_ROWS)
 
     async def _vacuum(self) -> None:
         """Give the free pages back to the file system, a step at a time."""
-        if (await self._store.call(retention.auto_vacuum)) != "incremental":
+        if (await self._store.call(upkeep.auto_vacuum)) != "incremental":
             return  # an old database: free pages are reused, but the file does not shrink
         pages = FIRST_PAGES
         left = 1
         while left:
-            left, elapsed = await self._store.call(
-                retention.timed, retention.incremental_vacuum, pages
-            )
+            left, elapsed = await self._store.call(upkeep.timed, upkeep.incremental_vacuum, pages)
+            _slow("incremental vacuum of", pages, "pages", elapsed)
             pages = _resize(pages, elapsed, MAX_PAGES)
 
     async def _record(self, trigger: str, started_ms: int, outcome: Outcome) -> None:
@@ -371,19 +358,18 @@ class Retention:
             started_ms=started_ms,
             duration_ms=math.ceil(outcome.duration * 1000),
             trigger=trigger,
-            executions_removed=len(outcome.removed),
+            executions_removed=outcome.count,
             log_entries_removed=outcome.log_entries,
             bytes_freed=outcome.bytes_freed,
             bytes_compressed=outcome.bytes_compressed,
         )
-        await self._store.call(retention.record_run, record)
+        await self._store.call(upkeep.record_run, record)
 
 
-def archive_dir(config: Config) -> Path | None:
-    """Where archives go, if on: `archive_dir`, or `archive/` beside the database."""
-    if not config.archive:
-        return None
-    return config.archive_dir or config.database.parent / "archive"
+def _slow(what: str, size: int, unit: str, elapsed: float) -> None:
+    """Say so when one step held the writer long enough for a log line to notice."""
+    if elapsed > SLOW_STEP:
+        log.warning("retention: %s %d %s took %.0f ms", what, size, unit, elapsed * 1000)
 
 
 def _resize(size: int, elapsed: float, largest: int) -> int:

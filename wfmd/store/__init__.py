@@ -6,7 +6,7 @@ database's own threads; callers import what they pass to it from here.
 
 from __future__ import annotations
 
-from wfmd.store import compression, executions, heartbeat, logs, retention, search
+from wfmd.store import compression, executions, heartbeat, logs, retention, search, upkeep
 from wfmd.store.database import DatabaseError
 from wfmd.store.executions import Finish, HistoryFilter, StoredExecution
 from wfmd.store.logs import LogRow
@@ -28,5 +28,6 @@ __all__ = [
     "retention",
     "search",
     "status_and_logs",
+    "upkeep",
     "write_batch",
 ]

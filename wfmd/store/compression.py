@@ -33,30 +33,43 @@ def due(conn: apsw.Connection, ended_before_ms: int, limit: int) -> list[int]:
 
 
 def rows_to_pack(
-    conn: apsw.Connection, execution_id: int, after_key: int, limit: int
-) -> list[tuple[int, bytes]]:
-    """Up to `limit` rows (key, data) of the execution never looked at, keys above
-    `after_key`."""
-    lo, hi = key_range(execution_id)
-    return [
-        (cast(int, key), bytes(cast(bytes, data)))
-        for key, data in conn.execute(
-            "SELECT id, data FROM execution_logs WHERE id BETWEEN ? AND ? AND raw_size IS NULL"
-            " AND typeof(data) = 'blob' ORDER BY id LIMIT ?",
-            (max(lo, after_key + 1), hi, limit),
-        )
-    ]
+    conn: apsw.Connection, ids: Sequence[int], limit: int
+) -> tuple[list[tuple[int, bytes]], list[int]]:
+    """Up to `limit` rows (key, data) never looked at, of these executions in turn; and the
+    executions all of whose rows are among them (or were looked at before)."""
+    rows: list[tuple[int, bytes]] = []
+    done: list[int] = []
+    for eid in ids:
+        want = limit - len(rows)
+        if want <= 0:
+            break
+        lo, hi = key_range(eid)
+        found = [
+            (cast(int, key), bytes(cast(bytes, data)))
+            for key, data in conn.execute(
+                "SELECT id, data FROM execution_logs WHERE id BETWEEN ? AND ?"
+                " AND raw_size IS NULL AND typeof(data) = 'blob' ORDER BY id LIMIT ?",
+                (lo, hi, want + 1),
+            )
+        ]
+        if len(found) > want:
+            rows += found[:want]
+            break
+        rows += found
+        done.append(eid)
+    return rows, done
 
 
-def store_packed(conn: apsw.Connection, packed: Sequence[tuple[int, bytes, int]]) -> None:
-    """Replace rows' data by what `pack` made of it, in one transaction."""
+def store_packed(
+    conn: apsw.Connection, packed: Sequence[tuple[int, bytes, int]], done: Sequence[int]
+) -> None:
+    """Replace rows' data by what `sqlar.pack` made of it, and mark the executions `done`,
+    in one transaction."""
     with transaction(conn):
         conn.executemany(
             "UPDATE execution_logs SET data = ?, raw_size = ? WHERE id = ? AND raw_size IS NULL",
             ((data, size, key) for key, data, size in packed),
         )
-
-
-def mark_done(conn: apsw.Connection, execution_id: int) -> None:
-    with transaction(conn):
-        conn.execute("UPDATE executions SET logs_compressed = 1 WHERE id = ?", (execution_id,))
+        conn.executemany(
+            "UPDATE executions SET logs_compressed = 1 WHERE id = ?", ((eid,) for eid in done)
+        )

@@ -11,23 +11,17 @@ NotStarted and Running executions are never removed: every statement here checks
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Concatenate, ParamSpec, TypeVar, cast
+from typing import cast
 
 import apsw
 
 from wfmd.store.database import transaction
 from wfmd.store.logs import key_range
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 FINISHED = "('Completed', 'Failed', 'Cancelled')"
-
-# Records of retention runs kept: a year of hourly runs is 8,760; these are for `wfmctl info`.
-KEEP_RUN_RECORDS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +60,56 @@ def _candidates(conn: apsw.Connection, sql: str, args: Sequence[object]) -> list
     return [Candidate(*row) for row in conn.execute(sql, args)]
 
 
+# A rule: a WHERE clause on executions and its arguments. Each matches what one limit
+# removes; `page` adds "finished" and the paging.
+Rule = tuple[str, list[object]]
+
+
 def select(conn: apsw.Connection, policy: Policy, now_ms: int) -> list[Candidate]:
     """Every finished execution that `policy` removes at `now_ms`, oldest first."""
-    found: dict[int, Candidate] = {}
+    return choose(conn, policy, now_ms)
+
+
+def choose(
+    conn: apsw.Connection,
+    policy: Policy,
+    now_ms: int,
+    *,
+    older_than_ms: int | None = None,
+    keep: int | None = None,
+) -> list[Candidate]:
+    """Every execution `rules` selects, oldest first (in pages, so large results cost
+    memory only here)."""
+    found = rules(conn, policy, now_ms, older_than_ms=older_than_ms, keep=keep)
+    out: list[Candidate] = []
+    after = 0
+    while True:
+        chosen, cut = page(conn, found, after, 1000)
+        out += chosen
+        if cut is None:
+            return out
+        after = cut
+
+
+def rules(
+    conn: apsw.Connection,
+    policy: Policy,
+    now_ms: int,
+    *,
+    older_than_ms: int | None = None,
+    keep: int | None = None,
+) -> list[Rule]:
+    """What one prune removes: with `older_than_ms` or `keep`, those (either suffices) of
+    `policy.workflow_id`'s executions, or everyone's; else what `policy` removes. Count
+    limits are resolved to an id now: the newest executions are kept as of this moment."""
+    if older_than_ms is not None or keep is not None:
+        where, args = _workflow_where(policy.workflow_id)
+        found = []
+        if older_than_ms is not None:
+            found.append(_age_rule(where, args, now_ms - older_than_ms))
+        if keep is not None:
+            found += _count_rule(conn, where, args, keep)
+        return found
     if policy.workflow_id is not None:
         limits = policy.workflows.get(policy.workflow_id, policy.default)
         groups: list[tuple[str, list[object], Limits]] = [
@@ -80,89 +121,65 @@ def select(conn: apsw.Connection, policy: Policy, now_ms: int) -> list[Candidate
         others = f"workflow_id NOT IN ({marks})" if own else "1"
         groups = [(others, list(own), policy.default)]
         groups += [("workflow_id = ?", [w], policy.workflows[w]) for w in own]
+    found = []
     for where, args, limits in groups:
-        for c in _over_limits(conn, where, args, limits, now_ms):
-            found[c.id] = c
-    return sorted(found.values(), key=lambda c: c.id)
+        if limits.max_age_ms is not None:
+            found.append(_age_rule(where, args, now_ms - limits.max_age_ms))
+        if limits.max_executions is not None:
+            found += _count_rule(conn, where, args, limits.max_executions)
+    return found
 
 
-def _over_limits(
-    conn: apsw.Connection, where: str, args: list[object], limits: Limits, now_ms: int
-) -> list[Candidate]:
-    out: list[Candidate] = []
-    if limits.max_age_ms is not None:
-        cutoff = now_ms - limits.max_age_ms
-        # ended_at >= created_at: the created_at index bounds the scan to old executions.
-        out += _candidates(
-            conn,
-            f"{_CANDIDATE} WHERE {where} AND created_at < ? AND ended_at < ?"
-            f" AND status IN {FINISHED} ORDER BY id",
-            (*args, cutoff, cutoff),
-        )
-    if limits.max_executions is not None:
-        out += beyond_newest(conn, where, args, limits.max_executions)
-    return out
+def _age_rule(where: str, args: list[object], cutoff_ms: int) -> Rule:
+    # ended_at >= created_at: the created_at index bounds the scan to old executions.
+    return f"{where} AND created_at < ? AND ended_at < ?", [*args, cutoff_ms, cutoff_ms]
 
 
-def beyond_newest(
-    conn: apsw.Connection, where: str, args: Sequence[object], keep: int
-) -> list[Candidate]:
-    """Finished executions matching `where` older than the newest `keep` of them (of any
-    status: a Running one counts toward `keep`, but is never removed)."""
+def _count_rule(conn: apsw.Connection, where: str, args: list[object], keep: int) -> list[Rule]:
+    """Executions matching `where` older than the newest `keep` of them (of any status: a
+    Running one counts toward `keep`, but is never removed)."""
     if keep == 0:
-        cutoff = None
-    else:
-        cutoff = conn.execute(
-            f"SELECT id FROM executions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET ?",
-            (*args, keep - 1),
-        ).get
-        if cutoff is None:
-            return []
-    bound = "" if cutoff is None else " AND id < ?"
-    extra = () if cutoff is None else (cutoff,)
-    return _candidates(
-        conn,
-        f"{_CANDIDATE} WHERE {where}{bound} AND status IN {FINISHED} ORDER BY id",
-        (*args, *extra),
-    )
+        return [(where, list(args))]
+    cutoff = conn.execute(
+        f"SELECT id FROM executions WHERE {where} ORDER BY id DESC LIMIT 1 OFFSET ?",
+        (*args, keep - 1),
+    ).get
+    return [] if cutoff is None else [(f"{where} AND id < ?", [*args, cutoff])]
 
 
-def choose(
-    conn: apsw.Connection,
-    policy: Policy,
-    now_ms: int,
-    *,
-    older_than_ms: int | None = None,
-    keep: int | None = None,
-) -> list[Candidate]:
-    """What one prune removes: with `older_than_ms` or `keep`, those (either suffices) of
-    `policy.workflow_id`'s executions, or everyone's; else what `policy` removes."""
-    if older_than_ms is None and keep is None:
-        return select(conn, policy, now_ms)
-    found: dict[int, Candidate] = {}
-    if older_than_ms is not None:
-        found.update(
-            (c.id, c) for c in older_than(conn, now_ms - older_than_ms, policy.workflow_id)
+def page(
+    conn: apsw.Connection, found: Sequence[Rule], after_id: int, limit: int
+) -> tuple[list[Candidate], int | None]:
+    """The finished executions any rule matches with ids above `after_id`, oldest first, at
+    most about `limit` per rule; and the id to continue after, or None at the end."""
+    chosen: dict[int, Candidate] = {}
+    cut: int | None = None
+    for where, args in found:
+        rows = _candidates(
+            conn,
+            f"{_CANDIDATE} WHERE {where} AND id > ? AND status IN {FINISHED} ORDER BY id LIMIT ?",
+            (*args, after_id, limit),
         )
-    if keep is not None:
-        found.update((c.id, c) for c in keep_newest(conn, keep, policy.workflow_id))
-    return sorted(found.values(), key=lambda c: c.id)
+        if len(rows) == limit:  # more beyond: this page ends where this rule's does
+            cut = rows[-1].id if cut is None else min(cut, rows[-1].id)
+        chosen.update((c.id, c) for c in rows)
+    out = sorted((c for c in chosen.values() if cut is None or c.id <= cut), key=lambda c: c.id)
+    return out, cut
 
 
-def older_than(conn: apsw.Connection, cutoff_ms: int, workflow_id: str | None) -> list[Candidate]:
-    """Finished executions (of one workflow, or any) that ended before `cutoff_ms`."""
-    where, args = _workflow_where(workflow_id)
-    return _candidates(
-        conn,
-        f"{_CANDIDATE} WHERE {where} AND created_at < ? AND ended_at < ?"
-        f" AND status IN {FINISHED} ORDER BY id",
-        (*args, cutoff_ms, cutoff_ms),
-    )
-
-
-def keep_newest(conn: apsw.Connection, keep: int, workflow_id: str | None) -> list[Candidate]:
-    where, args = _workflow_where(workflow_id)
-    return beyond_newest(conn, where, args, keep)
+def matching(conn: apsw.Connection, found: Sequence[Rule], ids: Sequence[int]) -> set[int]:
+    """Which of `ids` a rule of `found` matches."""
+    if not found or not ids:
+        return set()
+    either = " OR ".join(f"({where})" for where, _ in found)
+    args = [a for _, rule_args in found for a in rule_args]
+    marks = ", ".join("?" * len(ids))
+    return {
+        cast(int, eid)
+        for (eid,) in conn.execute(
+            f"SELECT id FROM executions WHERE id IN ({marks}) AND ({either})", (*ids, *args)
+        )
+    }
 
 
 def oldest_finished(
@@ -199,6 +216,42 @@ def log_bytes(conn: apsw.Connection, ids: Iterable[int]) -> int:
 
 
 # --------------------------------------------------------------------------- deleting
+
+# What deleting an execution reads: its row through each index of executions (by name, as in
+# schema/; an index not listed here is simply not warmed), its parameters.
+_WARM = (
+    "SELECT count(*) FROM executions WHERE handle = :handle",
+    "SELECT count(*) FROM executions INDEXED BY executions_by_workflow"
+    " WHERE workflow_id = :workflow AND id = :id",
+    "SELECT count(*) FROM executions INDEXED BY executions_by_workflow_status"
+    " WHERE workflow_id = :workflow AND status = :status AND id = :id",
+    "SELECT count(*) FROM executions INDEXED BY executions_by_status"
+    " WHERE status = :status AND id = :id",
+    "SELECT count(*) FROM executions INDEXED BY executions_by_created WHERE created_at = :created",
+    "SELECT count(*) FROM execution_params WHERE execution_id = :id",
+)
+
+
+def warm(conn: apsw.Connection, ids: Sequence[int]) -> None:
+    """Read, on the reader, every page deleting these executions will touch (their rows,
+    index entries, parameters and log rows, overflow pages included): the disk's latency is
+    paid here, where nobody waits, rather than inside the writer's steps, where the group
+    commits of running workflows wait behind them."""
+    for eid in ids:
+        row = conn.execute(
+            "SELECT handle, workflow_id, id, status, created_at FROM executions WHERE id = ?",
+            (eid,),
+        ).get
+        if not isinstance(row, tuple):
+            continue
+        names = dict(zip(("handle", "workflow", "id", "status", "created"), row, strict=True))
+        for sql in _WARM:
+            with contextlib.suppress(apsw.SQLError):  # an index this schema does not have
+                conn.execute(sql, names).fetchall()
+        lo, hi = key_range(eid)
+        conn.execute(
+            "SELECT max(substr(data, -1)) FROM execution_logs WHERE id BETWEEN ? AND ?", (lo, hi)
+        ).fetchall()
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,131 +317,27 @@ def pending(conn: apsw.Connection) -> int:
 
 
 def delete_pending_logs(conn: apsw.Connection, max_rows: int) -> tuple[int, bool]:
-    """Delete up to `max_rows` log rows of the first pending deletion, in one transaction.
-    Returns (rows deleted, whether nothing is pending any more)."""
+    """Delete up to `max_rows` log rows of pending deletions, in one transaction, the first
+    pending execution first. Returns (rows deleted, whether nothing is pending any more)."""
+    deleted = 0
     with transaction(conn):
-        eid = conn.execute(
-            "SELECT execution_id FROM pending_deletions ORDER BY execution_id LIMIT 1"
-        ).get
-        if eid is None:
-            return 0, True
-        lo, hi = key_range(cast(int, eid))
-        end = conn.execute(
-            "SELECT id FROM execution_logs WHERE id BETWEEN ? AND ? ORDER BY id LIMIT 1 OFFSET ?",
-            (lo, hi, max_rows),
-        ).get
-        if end is None:
+        while deleted < max_rows:
+            eid = conn.execute(
+                "SELECT execution_id FROM pending_deletions ORDER BY execution_id LIMIT 1"
+            ).get
+            if eid is None:
+                return deleted, True
+            lo, hi = key_range(cast(int, eid))
+            end = conn.execute(
+                "SELECT id FROM execution_logs WHERE id BETWEEN ? AND ? ORDER BY id"
+                " LIMIT 1 OFFSET ?",
+                (lo, hi, max_rows - deleted),
+            ).get
+            if end is not None:  # more than the step's rows left: part of them
+                conn.execute("DELETE FROM execution_logs WHERE id >= ? AND id < ?", (lo, end))
+                return deleted + conn.changes(), False
             conn.execute("DELETE FROM execution_logs WHERE id BETWEEN ? AND ?", (lo, hi))
-            deleted = conn.changes()
+            deleted += conn.changes()
             conn.execute("DELETE FROM pending_deletions WHERE execution_id = ?", (eid,))
-            more = conn.execute("SELECT 1 FROM pending_deletions LIMIT 1").get is not None
-            return deleted, not more
-        conn.execute("DELETE FROM execution_logs WHERE id >= ? AND id < ?", (lo, end))
-        return conn.changes(), False
-
-
-def timed(
-    conn: apsw.Connection,
-    fn: Callable[Concatenate[apsw.Connection, P], T],
-    *args: P.args,
-    **kwargs: P.kwargs,
-) -> tuple[T, float]:
-    """`fn(conn, *args)` and the seconds it took: retention sizes its steps by it."""
-    started = time.perf_counter()
-    result = fn(conn, *args, **kwargs)
-    return result, time.perf_counter() - started
-
-
-# --------------------------------------------------------------------------- space
-
-
-@dataclass(frozen=True, slots=True)
-class Pages:
-    page_size: int
-    page_count: int
-    freelist: int
-
-    @property
-    def in_use(self) -> int:
-        """Bytes of pages holding data: the file's size less its free pages."""
-        return (self.page_count - self.freelist) * self.page_size
-
-
-def pages(conn: apsw.Connection) -> Pages:
-    return Pages(
-        page_size=cast(int, conn.pragma("page_size")),
-        page_count=cast(int, conn.pragma("page_count")),
-        freelist=cast(int, conn.pragma("freelist_count")),
-    )
-
-
-def incremental_vacuum(conn: apsw.Connection, max_pages: int) -> int:
-    """Give up to `max_pages` free pages back to the file system (auto_vacuum=INCREMENTAL;
-    a no-op otherwise); the file shrinks at the next checkpoint. Returns the free pages left."""
-    conn.execute(f"PRAGMA incremental_vacuum({int(max_pages)})").fetchall()
-    return cast(int, conn.pragma("freelist_count"))
-
-
-def auto_vacuum(conn: apsw.Connection) -> str:
-    mode = cast(int, conn.pragma("auto_vacuum"))
-    return {0: "none", 1: "full", 2: "incremental"}.get(mode, str(mode))
-
-
-# --------------------------------------------------------------------------- the record
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    started_ms: int
-    duration_ms: int
-    trigger: str
-    executions_removed: int
-    log_entries_removed: int
-    bytes_freed: int
-    bytes_compressed: int = 0
-
-
-def record_run(conn: apsw.Connection, run: RunRecord) -> None:
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO retention_runs (started_at, duration_ms, trigger, executions_removed,"
-            " log_entries_removed, bytes_freed, bytes_compressed) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                run.started_ms,
-                run.duration_ms,
-                run.trigger,
-                run.executions_removed,
-                run.log_entries_removed,
-                run.bytes_freed,
-                run.bytes_compressed,
-            ),
-        )
-        conn.execute(
-            "DELETE FROM retention_runs WHERE id <= (SELECT max(id) FROM retention_runs) - ?",
-            (KEEP_RUN_RECORDS,),
-        )
-
-
-def last_run(conn: apsw.Connection, trigger: str | None = None) -> RunRecord | None:
-    where = "" if trigger is None else "WHERE trigger = ?"
-    row = conn.execute(
-        "SELECT started_at, duration_ms, trigger, executions_removed, log_entries_removed,"
-        f" bytes_freed, bytes_compressed FROM retention_runs {where} ORDER BY id DESC LIMIT 1",
-        () if trigger is None else (trigger,),
-    ).get
-    return None if row is None else RunRecord(*cast(Sequence[int], row))  # type: ignore[arg-type]
-
-
-# --------------------------------------------------------------------------- info
-
-
-def counts_by_status(conn: apsw.Connection) -> dict[str, int]:
-    return {
-        cast(str, status): cast(int, n)
-        for status, n in conn.execute("SELECT status, count(*) FROM executions GROUP BY status")
-    }
-
-
-def oldest_id(conn: apsw.Connection) -> int | None:
-    value = conn.execute("SELECT min(id) FROM executions").get
-    return None if value is None else cast(int, value)
+        more = conn.execute("SELECT 1 FROM pending_deletions LIMIT 1").get is not None
+        return deleted, not more
