@@ -18,6 +18,7 @@ from wfmctl.tui.app import WfmApp
 from wfmctl.tui.capture import screen_text
 
 SIZE = (80, 24)  # the smallest terminal the dashboard is made for
+POLL = 0.2  # the app's look at the daemon: tests wait for it, users need it less often
 WAIT = 20.0  # seconds before a wait fails: generous for a loaded 2-core machine
 STEP = 0.05
 
@@ -27,6 +28,7 @@ Scenario = Callable[[WfmApp, Pilot[None]], Awaitable[None]]
 def run_app(socket: Path, scenario: Scenario, size: tuple[int, int] = SIZE) -> None:
     async def main() -> None:
         app = WfmApp(str(socket))
+        app.poll = POLL
         async with app.run_test(size=size) as pilot:
             await scenario(app, pilot)
 

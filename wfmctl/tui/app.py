@@ -52,8 +52,10 @@ class WfmApp(App[None]):
         super().__init__()
         self.link = Link(socket_path)
         self.connected: bool | None = None  # None until the first look
+        self.poll = POLL
         self._stop = threading.Event()
         self._poke = threading.Event()  # look at the daemon now, not at the next POLL
+        self._opening: set[str] = set()  # execution tabs being added
 
     def compose(self) -> ComposeResult:
         yield Static("", id="banner")
@@ -103,7 +105,7 @@ class WfmApp(App[None]):
                     self.deliver(self._gone, err.code)
                 else:
                     self.deliver(self.notify, text.safe(err.message), severity="error")
-            self._poke.wait(POLL)
+            self._poke.wait(self.poll)
             self._poke.clear()
 
     # ------------------------------------------------------------------ on the event loop
@@ -180,13 +182,19 @@ class WfmApp(App[None]):
         if self.query(f"#{pane_id(handle)}"):
             tabs.active = pane_id(handle)
             return
+        if handle in self._opening:  # asked twice before the tab is there
+            return
+        self._opening.add(handle)
         pane = ExecutionPane(self.link, handle, text.short(handle))
 
-        def activate() -> None:
+        async def add() -> None:
+            try:
+                await tabs.add_pane(pane)
+            finally:
+                self._opening.discard(handle)
             tabs.active = pane_id(handle)
 
-        tabs.add_pane(pane)
-        self.call_after_refresh(activate)
+        self.run_worker(add(), group="tabs")
 
     def close_execution(self, handle: str) -> None:
         for pane in self.query(ExecutionPane):

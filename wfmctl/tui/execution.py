@@ -39,6 +39,7 @@ from wfmctl.tui.progress import DONE, FAILED, Progress
 SCAN_PAGE = 10_000  # entries per read while scanning for events: the daemon's page bound
 RETRY = 1.0  # seconds between attempts to follow again while the daemon is away
 TREE_REDRAW = 0.25  # seconds between redraws of the tree: events can come by thousands
+STATE_FILES_SHOWN = 5  # the latest state files listed under the tree
 
 STATE_MARKS = {DONE: ("✓", "green"), FAILED: ("✗", "red")}
 RUNNING_MARK = ("…", "yellow")
@@ -99,7 +100,7 @@ class ExecutionPane(TabPane):
 
     def on_mount(self) -> None:
         self.query_one(Tree).root.expand()
-        self.set_interval(TREE_REDRAW, self._draw_tree)
+        self.set_interval(TREE_REDRAW, self._tick)
         self.run_worker(self._watch, thread=True, group="watch", exit_on_error=False)
 
     def on_unmount(self) -> None:
@@ -191,15 +192,32 @@ class ExecutionPane(TabPane):
     # ------------------------------------------------------------------ on the event loop
 
     def _show(self, execution: Execution, log_count: int) -> None:
+        if self._stop.is_set():  # closed: the tab is going away
+            return
         self.execution = execution
         self.log_view.set_total(log_count)
+        self._status_line()
+
+    def _status_line(self) -> None:
+        if self.execution is None:
+            return
         done, total = self.progress.counts()
         phases = f"  phases {done}/{total}" if total else ""
+        follow = "" if self.log_view.following else "  (paused: end follows)"
         self.query_one("#x-status", Static).update(
-            Text(f"{text.summary(execution)}{phases}  [{execution.log_count} lines]")
+            Text(f"{text.summary(self.execution)}{phases}  {self.log_view.total} lines{follow}")
         )
 
+    def _tick(self) -> None:
+        if self._stop.is_set():  # closed: the tab is going away
+            return
+        self._draw_tree()
+        self._status_line()
+        self.log_view.keep_following()
+
     def _live(self, events: list[LogEntry], tail: list[LogEntry]) -> None:
+        if self._stop.is_set():  # closed: the tab is going away
+            return
         if self._scan_done:
             self.progress.apply(events)
         else:
@@ -207,6 +225,8 @@ class ExecutionPane(TabPane):
         self.log_view.add_live(tail)
 
     def _scanned(self, events: list[LogEntry], upto: int, finished: bool) -> None:
+        if self._stop.is_set():  # closed: the tab is going away
+            return
         self.progress.apply(events)
         if finished and not self._scan_done:
             self._scan_done = True
@@ -215,6 +235,8 @@ class ExecutionPane(TabPane):
             self._held_events = []
 
     def _failed(self, message: str) -> None:
+        if self._stop.is_set():  # closed: the tab is going away
+            return
         self.query_one("#x-status", Static).update(Text(text.safe(message), style="red"))
 
     def _draw_tree(self) -> None:
@@ -234,10 +256,8 @@ class ExecutionPane(TabPane):
                 tnode = node.add(_label(task.task_id, task.state, task.message), expand=True)
                 for agent in task.agents.values():
                     tnode.add_leaf(_label(agent.name, agent.state, agent.message))
-        for path in self.progress.state_files[-5:]:
+        for path in self.progress.state_files[-STATE_FILES_SHOWN:]:
             root.add_leaf(Text(f"◆ {text.safe(path)}", style="dim"))
-        if self.execution is not None:
-            self._show(self.execution, self.log_view.total)
 
     # ------------------------------------------------------------------ actions
 

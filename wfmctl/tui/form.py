@@ -100,7 +100,8 @@ class LaunchForm(ModalScreen[Execution | None]):
     LaunchForm .hint { color: $text-muted; }
     LaunchForm .problem, LaunchForm #form-problems { color: $error; display: none; }
     LaunchForm .problem.shown, LaunchForm #form-problems.shown { display: block; }
-    LaunchForm Input, LaunchForm Select { margin: 0; }
+    LaunchForm Input, LaunchForm Select { margin: 0 0 0 2; width: 1fr; }
+    LaunchForm Label { margin-top: 1; text-style: bold; }
     LaunchForm #form-buttons { height: 3; }
     """
 
@@ -161,6 +162,7 @@ class LaunchForm(ModalScreen[Execution | None]):
                 allow_blank=not f.required,
                 prompt="(not given)",
                 id=wid,
+                compact=True,
             )
         recent = self.recent.get(f.name, [])
         placeholder = ""
@@ -175,7 +177,12 @@ class LaunchForm(ModalScreen[Execution | None]):
             placeholder=text.safe(placeholder),
             suggester=SuggestFromList(recent) if recent else None,
             id=wid,
+            compact=True,
         )
+
+    def on_mount(self) -> None:
+        if self.workflow.fields:
+            self.query_one(f"#{input_id(_safe_id(self.workflow.fields[0].name))}").focus()
 
     # ------------------------------------------------------------------ values
 

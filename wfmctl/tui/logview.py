@@ -7,8 +7,8 @@ a line of theirs is drawn (`GetLogs` after the page's start), kept in an LRU of
 one or two pages on screen; scrolling anywhere fetches what comes into view.
 
 Live entries (from a follow) are added to the pages they belong to when those are held, and
-only move the end otherwise. While `following`, the view stays at the end; scrolling up stops
-following, and End (or `f`) starts again.
+only move the end otherwise. While `following`, the view stays at the end; moving up (keys or
+wheel) stops following, and End (or `f`) starts again.
 """
 
 from __future__ import annotations
@@ -105,14 +105,29 @@ class LogView(ScrollView, can_focus=True):
         self.virtual_size = Size(self._width, self.total)
         if self.following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
+            # Before the first layout the view has no height yet: once more after it.
+            self.call_after_refresh(self._keep_following)
         self.refresh()
+
+    def _keep_following(self) -> None:
+        if self.following and self.scroll_y < self.max_scroll_y:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+
+    def keep_following(self) -> None:
+        """At the end if following: the owner calls this now and then, as a layout change
+        (a horizontal scrollbar appearing, a resize) may have moved the end out of view."""
+        self._keep_following()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._keep_following)
 
     # ------------------------------------------------------------------ following
 
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        if new < old and self.following:  # the user scrolled up: stop at what they read
-            self.following = False
+    # Following stops on the user's moves up (keys, wheel), never on a scroll position the
+    # layout changed by itself (a scrollbar appearing, a resize).
+
+    def on_mouse_scroll_up(self) -> None:
+        self.following = False
 
     def action_follow(self) -> None:
         self.following = True
@@ -218,6 +233,8 @@ class LogView(ScrollView, can_focus=True):
             if length > self._width:
                 self._width = length
                 self.virtual_size = Size(self._width, self.total)
+                # A horizontal scrollbar may appear and take a row: stay at the end.
+                self.call_after_refresh(self._keep_following)
         strip = Strip(text.render(self.app.console), length)
         return strip.crop_extend(scroll_x, scroll_x + width, style).apply_offsets(scroll_x, seq)
 
