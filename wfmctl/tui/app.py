@@ -26,6 +26,7 @@ from wfmctl.tui.execution import ExecutionPane, pane_id
 from wfmctl.tui.form import LaunchForm
 from wfmctl.tui.host import HistoryFilter
 from wfmctl.tui.link import Link, daemon_gone
+from wfmctl.tui.logview import LogView
 from wfmctl.tui.panes import HistoryPane, RunsPane, WorkflowsPane
 
 POLL = 1.0  # seconds between looks at the running executions (and at the daemon)
@@ -134,7 +135,9 @@ class WfmApp(App[None]):
         """Keys go to the tab's main widget: its table, or an execution's log."""
         pane = event.pane
         if isinstance(pane, ExecutionPane):
-            pane.log_view.focus()
+            views = pane.query(LogView)  # none in a tab being closed
+            if views:
+                views.first().focus()
             return
         tables = pane.query(DataTable)
         if tables:

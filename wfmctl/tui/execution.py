@@ -2,13 +2,13 @@
 
 A live execution and a past one open alike. Two worker threads feed it:
 
-- the watcher reads the status, sizes the log view to the entries that exist, and follows
-  from there: each frame's events go to the progress tree, its last `PAGE` entries to the
-  log view (earlier ones are fetched if ever scrolled to). If the daemon goes away it retries
-  and follows on from the last entry it saw, until the execution has ended;
-- the scanner reads the log from its start up to where following began, for the events
-  only, so the tree of a run opened halfway (or of a past run) is complete. Events that
-  arrive live meanwhile wait for it, so the tree always applies them in order.
+- the watcher reads the status, opens the log view at the end of the log, and keeps it
+  there as the log grows, at most PAGE entries per look (earlier ones are fetched by the
+  view if ever scrolled to). If the daemon goes away it retries and carries on from the last
+  entry it saw, until the execution has ended;
+- the scanner reads the whole log in order, for its events only, so the tree of a run
+  opened halfway (or of a past run) is complete; it paces itself, so under a firehose the
+  tree may trail the log (the status line says how far it has read).
 
 Each thread hands results to the event loop with `call_from_thread`, which waits for the
 loop: a slow screen slows the reading, never grows a queue.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+import time
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -36,8 +36,13 @@ from wfmctl.tui.link import Link, daemon_gone
 from wfmctl.tui.logview import PAGE, LogView
 from wfmctl.tui.progress import DONE, FAILED, Progress
 
-SCAN_PAGE = 10_000  # entries per read while scanning for events: the daemon's page bound
-RETRY = 1.0  # seconds between attempts to follow again while the daemon is away
+# Entries per read while scanning for events: a page decodes in about a millisecond, which
+# is how long the scanner holds the interpreter (and the screen waits) at a time.
+SCAN_PAGE = 2_000
+SCAN_SHARE = 0.5  # of the interpreter's time the scanner may take while it reads a backlog
+LIVE_POLL = 0.1  # seconds between looks at a live log's end: ten updates a second
+STATUS_EVERY = 1.0  # seconds between status reads while it runs (the ending comes at once)
+RETRY = 1.0  # seconds between attempts while the daemon is away
 TREE_REDRAW = 0.25  # seconds between redraws of the tree: events can come by thousands
 STATE_FILES_SHOWN = 5  # the latest state files listed under the tree
 
@@ -82,10 +87,9 @@ class ExecutionPane(TabPane):
         self.execution: Execution | None = None
         self.progress = Progress()
         self._drawn = -1
-        self._scan_done = False
-        self._held_events: list[LogEntry] = []  # live events waiting for the scan
+        self.scanned = -1  # the tree holds the events of entries 0..scanned
+        self.scan_done = False
         self._stop = threading.Event()
-        self._stream: Client | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -107,11 +111,8 @@ class ExecutionPane(TabPane):
         self.stop()
 
     def stop(self) -> None:
-        """End the workers: the follow's connection is hung up."""
+        """End the workers: each returns at its next look (within LIVE_POLL)."""
         self._stop.set()
-        stream = self._stream
-        if stream is not None:
-            self.link.close_stream(stream)
 
     # ------------------------------------------------------------------ worker threads
 
@@ -122,72 +123,82 @@ class ExecutionPane(TabPane):
         return self.link.call(lambda c: c.logs(self.handle, after=after, limit=limit).entries)
 
     def _watch(self) -> None:
-        """Status, then follow until the end; across daemon restarts (worker thread)."""
+        """The status now and then, and the end of the log as it grows (worker thread).
+
+        Polls rather than follows: a follow hands over every line, and a workflow printing a
+        million lines a second would keep this thread decoding (holding the GIL the screen
+        needs). A poll reads at most PAGE entries; when more than that arrived since the last
+        one, it jumps to the last PAGE and the view fetches the skipped ones if scrolled to.
+        Across a daemon restart it carries on from the last entry it saw."""
         app = self._app()
-        last = -1  # the last entry handed over
-        scanning = False
+        last: int | None = None  # the last entry handed to the view
+        status_due = 0.0
         while not self._stop.is_set():
             try:
-                execution = self.link.call(lambda c: c.status(self.handle))
-                if not scanning:  # once: the scan covers what existed at the first look
-                    scanning = True
-                    upto = execution.log_count - 1
-                    last = upto
-                    scan = functools.partial(self._scan, upto)
-                    self.run_worker(scan, thread=True, group="scan", exit_on_error=False)
-                app.deliver(self._show, execution, execution.log_count)
-                if execution.status in protocol.FINISHED_STATUSES and last >= (
-                    execution.log_count - 1
-                ):
-                    return
-                for entries, ended in self._follow(last):
-                    if entries:
-                        last = entries[-1].seq
-                        events = [e for e in entries if e.type != "raw_output"]
-                        app.deliver(self._live, events, entries[-PAGE:])
-                    if ended is not None:
-                        app.deliver(self._show, ended, ended.log_count)
+                if time.monotonic() >= status_due:
+                    execution = self.link.call(lambda c: c.status(self.handle))
+                    status_due = time.monotonic() + STATUS_EVERY
+                    app.deliver(self._show, execution, execution.log_count)
+                    if last is None:  # first look: the view opens at the end, the scan starts
+                        last = execution.log_count - 1
+                        self.run_worker(self._scan, thread=True, group="scan", exit_on_error=False)
+                    if execution.status in protocol.FINISHED_STATUSES and last >= (
+                        execution.log_count - 1
+                    ):
                         return
+                assert last is not None  # set at the first look, above
+                page = self.link.call(functools.partial(self._page_after, last))
+                if len(page.entries) == PAGE and not page.finished:  # behind: to the end
+                    page = self.link.call(lambda c: c.logs(self.handle, tail=PAGE))
+                if page.entries:
+                    last = page.entries[-1].seq
+                    app.deliver(self._live, page.entries)
+                if page.finished:
+                    status_due = 0.0  # the ending, at once
+                    continue
+                if len(page.entries) < PAGE:
+                    self._stop.wait(LIVE_POLL)
             except WfmError as err:
                 if not daemon_gone(err):
                     app.deliver(self._failed, err.message)
                     return
-            self._stop.wait(RETRY)
+                self._stop.wait(RETRY)
 
-    def _follow(self, after: int) -> Iterator[tuple[list[LogEntry], Execution | None]]:
-        stream = self._stream = self.link.open_stream()
-        try:
-            if self._stop.is_set():
-                return
-            for frame in stream.stream(protocol.Follow(handle=self.handle, after=after)):
-                if isinstance(frame, protocol.LogBatch):
-                    yield frame.entries, None
-                elif isinstance(frame, protocol.Finished):
-                    yield [], frame.execution
-        finally:
-            self._stream = None
-            self.link.close_stream(stream)
+    def _page_after(self, after: int, client: Client) -> protocol.LogPage:
+        return client.logs(self.handle, after=after, limit=PAGE)
 
     def _scan_page(self, after: int, client: Client) -> protocol.LogPage:
         return client.logs(self.handle, after=after, limit=SCAN_PAGE)
 
-    def _scan(self, upto: int) -> None:
-        """The events of entries 0..upto, page by page (worker thread)."""
+    def _scan(self) -> None:
+        """Every event of the log, from its start to its end, for the tree (worker thread).
+
+        Pages of raw output are read and dropped: a run opened halfway, or long ended, gets
+        its whole tree. Reading a backlog it pauses as long as each page took (SCAN_SHARE), so
+        that a long log leaves the screen its share of the interpreter; once caught up it
+        polls every LIVE_POLL."""
+        app = self._app()
         after = -1
-        while after < upto and not self._stop.is_set():
+        while not self._stop.is_set():
+            began = time.monotonic()
             try:
                 page = self.link.call(functools.partial(self._scan_page, after))
             except WfmError as err:
                 if not daemon_gone(err):
-                    break
+                    return
                 self._stop.wait(RETRY)
                 continue
-            if not page.entries:
-                break
-            events = [e for e in page.entries if e.type != "raw_output" and e.seq <= upto]
-            after = page.entries[-1].seq
-            self._app().deliver(self._scanned, events, min(after, upto), False)
-        self._app().deliver(self._scanned, [], upto, True)
+            events = [e for e in page.entries if e.type != "raw_output"]
+            if page.entries:
+                after = page.entries[-1].seq
+            app.deliver(self._scanned, events, after, page.finished)
+            if page.finished:
+                return
+            if len(page.entries) == SCAN_PAGE:  # a backlog: leave the screen its share
+                took = time.monotonic() - began
+                self._stop.wait(took * (1 - SCAN_SHARE) / SCAN_SHARE)
+            else:
+                self._stop.wait(LIVE_POLL)
 
     # ------------------------------------------------------------------ on the event loop
 
@@ -203,6 +214,8 @@ class ExecutionPane(TabPane):
             return
         done, total = self.progress.counts()
         phases = f"  phases {done}/{total}" if total else ""
+        if not self.scan_done and self.log_view.total - self.scanned > PAGE:
+            phases += f" (read to line {self.scanned + 1:,})"
         follow = "" if self.log_view.following else "  (paused: end follows)"
         self.query_one("#x-status", Static).update(
             Text(f"{text.summary(self.execution)}{phases}  {self.log_view.total} lines{follow}")
@@ -215,24 +228,17 @@ class ExecutionPane(TabPane):
         self._status_line()
         self.log_view.keep_following()
 
-    def _live(self, events: list[LogEntry], tail: list[LogEntry]) -> None:
+    def _live(self, entries: list[LogEntry]) -> None:
         if self._stop.is_set():  # closed: the tab is going away
             return
-        if self._scan_done:
-            self.progress.apply(events)
-        else:
-            self._held_events.extend(events)
-        self.log_view.add_live(tail)
+        self.log_view.add_live(entries)
 
     def _scanned(self, events: list[LogEntry], upto: int, finished: bool) -> None:
         if self._stop.is_set():  # closed: the tab is going away
             return
         self.progress.apply(events)
-        if finished and not self._scan_done:
-            self._scan_done = True
-            self.progress.last_seq = max(self.progress.last_seq, upto)
-            self.progress.apply(self._held_events)
-            self._held_events = []
+        self.scanned = upto
+        self.scan_done = finished
 
     def _failed(self, message: str) -> None:
         if self._stop.is_set():  # closed: the tab is going away

@@ -6,15 +6,10 @@ take an idle connection from a small pool, or open one, and give it back after. 
 connection found dead (the daemon stopped or restarted since) is replaced and the read
 retried once; runs and cancels, which must not happen twice, always get a new connection.
 Nothing is connected up front: the dashboard starts while the daemon is down.
-
-Streams (`follow`) get a connection of their own, closed by `close_stream` from any thread
-to end a follow that is blocked waiting for lines.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -41,7 +36,6 @@ class Link:
     def __init__(self, socket_path: str | None = None) -> None:
         self.socket_path = socket_path or paths.default_socket()
         self._idle: list[Client] = []
-        self._streams: set[Client] = set()
         self._lock = threading.Lock()
 
     def call(self, fn: Callable[[Client], T], *, once: bool = False) -> T:
@@ -77,34 +71,9 @@ class Link:
                 return
         client.close()
 
-    def open_stream(self) -> Client:
-        """A connection for one stream (follow); end it with `close_stream`."""
-        client = Client(self.socket_path, timeout=CALL_TIMEOUT)
-        with self._lock:
-            self._streams.add(client)
-        return client
-
-    def close_stream(self, client: Client) -> None:
-        """Close a stream's connection: a thread blocked reading it gets `disconnected`."""
-        with self._lock:
-            self._streams.discard(client)
-        _hang_up(client)
-
     def close(self) -> None:
         """Close every connection (at exit)."""
         with self._lock:
-            clients = [*self._idle, *self._streams]
-            self._idle.clear()
-            self._streams.clear()
+            clients, self._idle = self._idle, []
         for client in clients:
-            _hang_up(client)
-
-
-def _hang_up(client: Client) -> None:
-    """Close `client`, waking a thread blocked reading it: `shutdown` does, `close` alone may
-    not. The client has no public way to do this from another thread, hence `_sock`."""
-    sock = client._sock
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    client.close()
+            client.close()

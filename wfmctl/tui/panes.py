@@ -130,6 +130,7 @@ class RunsPane(TabPane):
 
     def __init__(self) -> None:
         super().__init__("Runs", id="runs")
+        self.updates = 0  # lists shown so far
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -141,6 +142,7 @@ class RunsPane(TabPane):
             f"{len(running)} running, {len(queued)} queued"
         )
         self.query_one(ExecutionTable).fill([*running, *queued])
+        self.updates += 1
 
     def on_data_table_row_selected(self) -> None:
         self.action_open()
@@ -179,7 +181,8 @@ class HistoryPane(TabPane):
         self.page_size = HISTORY_PAGE
         self.next_before: str | None = None
         self.fetching = False
-        self.shown = 0
+        self.shown = 0  # rows in the table
+        self.pages = 0  # pages shown so far
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -239,6 +242,7 @@ class HistoryPane(TabPane):
             self.shown += len(page)
         self.next_before = nxt if len(page) >= self.page_size else None
         self.fetching = False
+        self.pages += 1
         more = " (more below)" if self.next_before else ""
         self.query_one("#hist-count", Static).update(f"{self.shown} shown{more}")
 
