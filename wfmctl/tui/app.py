@@ -139,6 +139,8 @@ class WfmApp(App[None]):
             if views:
                 views.first().focus()
             return
+        if isinstance(pane, HistoryPane) and self.connected:
+            pane.reload()  # runs have ended or begun since it was last shown
         tables = pane.query(DataTable)
         if tables:
             tables.last().focus()

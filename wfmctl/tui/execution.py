@@ -39,7 +39,7 @@ from wfmctl.tui.progress import DONE, FAILED, Progress
 # Entries per read while scanning for events: a page decodes in about a millisecond, which
 # is how long the scanner holds the interpreter (and the screen waits) at a time.
 SCAN_PAGE = 2_000
-SCAN_SHARE = 0.5  # of the interpreter's time the scanner may take while it reads a backlog
+SCAN_SHARE = 0.3  # of the interpreter's time the scanner may take while it reads a backlog
 LIVE_POLL = 0.1  # seconds between looks at a live log's end: ten updates a second
 STATUS_EVERY = 1.0  # seconds between status reads while it runs (the ending comes at once)
 RETRY = 1.0  # seconds between attempts while the daemon is away
