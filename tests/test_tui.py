@@ -150,6 +150,13 @@ def test_without_textual_one_line_says_how_to_install_it() -> None:
     assert "pip install 'wfm[tui]'" in line
 
 
+def test_tui_takes_the_common_options() -> None:
+    from wfmctl.cli.parser import build_parser
+
+    args = build_parser().parse_args(["tui", "--socket", "/x/wfmd.sock"])
+    assert (args.command, args.socket) == ("tui", "/x/wfmd.sock")
+
+
 def test_tui_is_in_the_help() -> None:
     proc = run_python("-m", "wfmctl", "--help")
     assert proc.returncode == 0

@@ -16,6 +16,7 @@ loop: a slow screen slows the reading, never grows a queue.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -24,7 +25,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Static, TabPane, Tree
+from textual.widgets import Static, TabbedContent, TabPane, Tree
 from textual.widgets.tree import TreeNode
 
 from wfmctl import protocol
@@ -205,6 +206,12 @@ class ExecutionPane(TabPane):
     def _show(self, execution: Execution, log_count: int) -> None:
         if self._stop.is_set():  # closed: the tab is going away
             return
+        if self.execution is None:  # the tab says whose run it is, once known
+            with contextlib.suppress(Exception):  # a tab not (or no longer) in the tabs
+                tabs = self.app.query_one(TabbedContent)
+                tabs.get_tab(self).label = Text(
+                    f"{text.safe(execution.workflow_id)} {text.short(self.handle)}"
+                )
         self.execution = execution
         self.log_view.set_total(log_count)
         self._status_line()

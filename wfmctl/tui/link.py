@@ -37,6 +37,7 @@ class Link:
         self.socket_path = socket_path or paths.default_socket()
         self._idle: list[Client] = []
         self._lock = threading.Lock()
+        self._closed = False  # after close: connections are closed as calls give them back
 
     def call(self, fn: Callable[[Client], T], *, once: bool = False) -> T:
         """`fn(client)`, in the calling (worker) thread; WfmError on any failure. `once`: a
@@ -66,14 +67,15 @@ class Link:
         if client.closed:
             return
         with self._lock:
-            if len(self._idle) < POOL_SIZE:
+            if not self._closed and len(self._idle) < POOL_SIZE:
                 self._idle.append(client)
                 return
         client.close()
 
     def close(self) -> None:
-        """Close every connection (at exit)."""
+        """Close every connection (at exit); calls still under way close theirs when done."""
         with self._lock:
+            self._closed = True
             clients, self._idle = self._idle, []
         for client in clients:
             client.close()

@@ -3,6 +3,10 @@
 Each is drawn from values the app hands it (fetched by its worker threads); none talks to
 the daemon itself, except history, which asks the app for pages as the filters change and as
 the cursor nears the end of what is loaded.
+
+History search, statistics and deletion wait for the daemon's requests: search as one more
+field of the filter row (`HistoryFilter`), statistics as a line beside `#hist-count`, and
+delete as a key on the table, asking the app as cancel does.
 """
 
 from __future__ import annotations
