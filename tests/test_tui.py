@@ -13,7 +13,7 @@ from tui_support import run_app, screen, until, until_shown
 
 from wfmctl.cli.exit_codes import EXIT_USAGE
 from wfmctl.tui.app import WfmApp
-from wfmctl.tui.panes import HistoryPane, RunsPane
+from wfmctl.tui.panes import HistoryPane
 
 
 def table_rows(app: WfmApp, selector: str) -> list[list[str]]:
@@ -91,21 +91,25 @@ def test_history_pages_as_the_cursor_moves_down(daemon: Daemon) -> None:
     run_app(daemon.socket, scenario)
 
 
-def test_runs_show_live_status(daemon: Daemon, workflow_dir: Path, tmp_path: Path) -> None:
+def test_runs_show_live_status_running_then_queued(
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
+) -> None:
     gate = tmp_path / "gate-open"
     write_gate(workflow_dir, gate)
+    daemon = make_daemon(extra_args=["--max-concurrent", "1"]).start()
 
     async def scenario(app: WfmApp, pilot: Pilot[None]) -> None:
         await pilot.press("2")
         await until_shown(pilot, "0 running, 0 queued")
         with daemon.client() as client:
-            client.workflows(rescan=True)
-            handle = client.run("gate").handle
-        await until_shown(pilot, "1 running")
-        assert handle[:8] in screen(pilot)
+            first = client.run("gate").handle
+            second = client.run("gate").handle
+        await until_shown(pilot, "1 running, 1 queued")
+        rows = table_rows(app, "#runs-table")
+        assert [(r[0], r[2]) for r in rows] == [(first[:8], "Running"), (second[:8], "NotStarted")]
         gate.touch()
-        await until_shown(pilot, "0 running")
-        assert app.query_one(RunsPane)
+        await until_shown(pilot, "0 running, 0 queued")
+        assert table_rows(app, "#runs-table") == []
 
     run_app(daemon.socket, scenario)
 
