@@ -34,6 +34,24 @@ def test_import_wfmctl_stays_light() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_no_command_but_tui_imports_textual(tmp_path: Path) -> None:
+    check = (
+        "import sys, wfmctl, wfmctl.cli.main, wfmctl.cli.commands, wfmctl.tui; "
+        "loaded = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich') "
+        "or m.startswith('wfmctl.tui.')]; assert not loaded, loaded"
+    )
+    proc = run_python("-c", check)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_python(
+        "-X", "importtime", "-m", "wfmctl", "history", WFM_SOCKET=str(tmp_path / "none.sock")
+    )
+    assert proc.returncode == EXIT_UNAVAILABLE, proc.stderr
+    imported = imported_modules(proc.stderr)
+    assert "wfmctl.cli.commands" in imported  # the check below looks at the right output
+    assert not {m for m in imported if m.split(".")[0] in ("textual", "rich")}
+    assert not {m for m in imported if m.startswith("wfmctl.tui")}
+
+
 def test_status_skips_argparse(tmp_path: Path) -> None:
     proc = run_python(
         "-X",

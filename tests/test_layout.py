@@ -9,6 +9,9 @@ but the two packages' `__init__`, to find them):
   imported by anyone and import nothing of wfmd;
 - wfmctl's front ends (every other wfmctl module: wfmctl.cli.*, wfmctl.__main__) import the
   wfmctl library and never wfmd; the library never imports a front end, nor does wfmd;
+- the optional front ends (wfmctl.mcp, wfmctl.tui: extras of their own) are entered only
+  through their package, whose module imports nothing of the extra until it runs: no other
+  module imports their submodules;
 - only wfmd.store imports apsw.
 
 Every import counts: inside functions too, and under `if TYPE_CHECKING:` (a type-only
@@ -50,6 +53,9 @@ WFMCTL_LIBRARY = frozenset(
 )
 
 APSW_HOME = "wfmd.store"
+
+# Front ends that need an optional extra: the rest of wfmctl enters them by the package only.
+OPTIONAL_FRONT_ENDS = ("wfmctl.mcp", "wfmctl.tui")
 
 Graph = Mapping[str, Collection[str]]
 
@@ -199,6 +205,11 @@ def violations(graph: Graph) -> list[str]:
                     found.append(
                         f"{module} imports {target}: the library never imports a front end"
                     )
+            for extra in OPTIONAL_FRONT_ENDS:
+                if in_package(target, extra) and target != extra and not in_package(module, extra):
+                    found.append(
+                        f"{module} imports {target}: {extra} is entered by its package only"
+                    )
     return found
 
 
@@ -311,8 +322,11 @@ def test_violations_on_a_tiny_graph() -> None:
         "wfmd.api.server": {"wfmctl.cli.render"},
         "wfmctl.client": {"wfmctl.cli.main", "wfmctl.protocol"},
         "wfmctl.cli.main": {"wfmd.config", "wfmctl.client"},
+        "wfmctl.cli.commands": {"wfmctl.tui", "wfmctl.tui.app", "wfmctl.mcp"},
+        "wfmctl.tui.app": {"wfmctl.tui.link", "wfmctl.cli.render"},
     }
     assert violations(graph) == [
+        "wfmctl.cli.commands imports wfmctl.tui.app: wfmctl.tui is entered by its package only",
         "wfmctl.cli.main imports wfmd.config: wfmctl never imports wfmd",
         "wfmctl.client imports wfmctl.cli.main: the library never imports a front end",
         "wfmd.api.server imports wfmctl.cli.render: wfmd never imports a front end",

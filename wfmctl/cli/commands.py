@@ -28,6 +28,8 @@ def execute(args: Args, socket_path: str | None, view: View) -> int:
         return cmd_service(None, args, view)
     if args.command == "completion":  # a script; or live values, asked for with a timeout
         return cmd_completion(None, args, view)
+    if args.command == "tui":  # connects by itself, and waits for wfmd if it is down
+        return cmd_tui(None, args, view)
     with Client(socket_path) as client:
         return COMMANDS[args.command](client, args, view)
 
@@ -261,6 +263,13 @@ def cmd_mcp(client: Client | None, args: Args, view: View) -> int:
     return mcp.main(getattr(args, "socket", None))
 
 
+def cmd_tui(client: Client | None, args: Args, view: View) -> int:
+    """The dashboard (wfmctl.tui); it reaches wfmd through its own worker threads."""
+    from wfmctl import tui  # lazy: Textual is an optional extra
+
+    return tui.main(getattr(args, "socket", None))
+
+
 def cmd_shutdown(client: Client, args: Args, view: View) -> int:
     reply = client.request(protocol.Shutdown())
     if not isinstance(reply, protocol.Stopping):
@@ -419,6 +428,7 @@ COMMANDS: dict[str, Command] = {
     "history": cmd_history,
     "params": cmd_params,
     "mcp": cmd_mcp,
+    "tui": cmd_tui,
     "shutdown": cmd_shutdown,
     "service": cmd_service,
     "search": cmd_search,

@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("mcp", "serve wfmd's tools to Claude and other MCP clients on stdio (the mcp extra)")
 
+    add("tui", "a live dashboard of workflows, runs and history in the terminal (the tui extra)")
+
     p = add(
         "shutdown",
         "stop wfmd as SIGTERM would: running executions are stopped and recorded as "
