@@ -114,6 +114,7 @@ COMMAND_EXIT_CODES: dict[str, tuple[str, ...]] = {
     "delete": (*_DAEMON, "66"),
     "info": _DAEMON,
     "export": (*_DAEMON, "66", "141"),
+    "tui": ("0", "2"),
 }
 
 
