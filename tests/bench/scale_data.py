@@ -551,10 +551,11 @@ def generate(params: Parameters, out: Path, *, progress: bool = True) -> Facts:
     _verify(conn, params)
     # Searchable, as a daemon's history is once its indexer has caught up: a daemon started
     # on it must not spend the measurements indexing.
-    while search.index_batch(conn, INDEX_BATCH_BYTES):
+    indexed = 0
+    while done := search.index_batch(conn, INDEX_BATCH_BYTES):
+        indexed += done
         if progress:
-            left = search.backlog(conn)
-            print(f"\r  indexing for search: {left:,} rows to go   ", end="", file=sys.stderr)
+            print(f"\r  indexed for search: {indexed:,} rows", end="", file=sys.stderr)
     if progress:
         print(file=sys.stderr)
     conn.pragma("locking_mode", "normal")
