@@ -34,6 +34,11 @@ BACKLOG_REFRESH = 1.0
 # and the indexer takes the gaps between group commits.
 QUIET = 0.005
 
+# While workflows' output is being committed, the indexer works at most this share of the
+# time (after a batch of t seconds it rests t * (1 / SHARE - 1)): on 2 cores, ingestion at
+# full speed uses every cycle, and the indexer catches up once it eases (bench_ingest).
+BUSY_SHARE = 0.1
+
 # With nothing queued and nothing committed since, the queue is looked at only this often:
 # rows can also come from elsewhere (an import, a daemon stopped before indexing them).
 IDLE_RECOUNT = 5.0
@@ -92,6 +97,8 @@ class SearchIndexer:
                 continue
             if self._store.writer_calls != mine and not await self._quiet():
                 continue
+            committed = self._committed()
+            began = trio.current_time()
             try:
                 done = await self._store.call(search.index_batch, BATCH_BYTES)
                 mine = self._store.writer_calls
@@ -105,3 +112,5 @@ class SearchIndexer:
                 continue
             if not done:
                 await trio.sleep(IDLE_POLL)
+            elif self._committed() != committed:  # output arrived meanwhile: give way
+                await trio.sleep((trio.current_time() - began) * (1 / BUSY_SHARE - 1))
