@@ -11,8 +11,15 @@ ALTER TABLE execution_logs ADD COLUMN raw_size INTEGER;
 ALTER TABLE executions ADD COLUMN logs_compressed INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX executions_to_compress ON executions (ended_at) WHERE logs_compressed = 0;
 
--- The log views read through sqlar_uncompress: the `sqlite3` shell has it built in; elsewhere
--- define it (README, "The database"). Otherwise as in 0006: range joins, linear splitting.
+-- The log views, in any sqlite3 (3.40 and newer) with no extension:
+-- - they read a row's data through sqlar_uncompress, which the `sqlite3` shell has built in;
+--   elsewhere define it (README, "The database");
+-- - a log row's key is execution_id * 2^32 + first_seq, so one execution's rows are one key
+--   range: the views join on that range, a b-tree range scan, never on `l.id >> 32`, which
+--   no index can serve;
+-- - log_entries_view splits a row into its lines with json_each over its text made a JSON
+--   array (json_quote escapes it; its escaped backslashes are set aside while newlines
+--   become element separators), in linear time.
 DROP VIEW log_rows_view;
 CREATE VIEW log_rows_view AS
 SELECT e.handle AS handle_id,
