@@ -76,9 +76,16 @@ WATCHDOG = 300.0
 KNOWN_CODES = frozenset(v for k, v in vars(ErrorCode).items() if k.isupper() and isinstance(v, str))
 
 
-# Every request but Shutdown, which would stop the daemon under test (test_systemd.py has it).
+# Every request but those that would stop the daemon under test (Shutdown: test_systemd.py
+# has it) or empty the history the other cases name by handle (Prune and Delete: a random
+# `keep` or handle prefix removes the target's executions; test_retention.py has them).
+DESTRUCTIVE: tuple[type[protocol.Request], ...] = (
+    protocol.Shutdown,
+    protocol.Prune,
+    protocol.Delete,
+)
 REQUEST_TYPES: tuple[type[protocol.Request], ...] = tuple(
-    cls for cls in typing.get_args(protocol.RequestType) if cls is not protocol.Shutdown
+    cls for cls in typing.get_args(protocol.RequestType) if cls not in DESTRUCTIVE
 )
 OPS: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in REQUEST_TYPES)
 
