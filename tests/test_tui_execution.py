@@ -150,6 +150,7 @@ def test_cancel_and_rerun_from_the_execution_tab(
         await until(pilot, lambda: again.execution is not None, "the rerun shown")
         with daemon.client() as client:
             assert client.params(again.handle).params == {"note": "a note"}
+            assert client.status(again.handle).rerun_of == handle
             client.cancel(again.handle)
         await pilot.press("ctrl+w")
         await until(pilot, lambda: len(app.query(ExecutionPane)) == 1, "tab closed")

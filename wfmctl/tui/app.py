@@ -221,16 +221,12 @@ class WfmApp(App[None]):
         self.run_worker(work, thread=True, group="act", exit_on_error=False)
 
     def rerun(self, handle: str) -> None:
-        """Run the execution's workflow again with the same parameters; open the new run.
-
-        The daemon has no rerun request (yet): this is GetParams, then Run."""
+        """Run the execution's workflow again with the same parameters (the daemon's rerun,
+        which records `rerun_of`); open the new run."""
 
         def work() -> None:
             try:
-                reply = self.link.call(lambda c: c.params(handle))
-                started = self.link.call(
-                    lambda c: c.run(reply.workflow_id, reply.params), once=True
-                )
+                started = self.link.call(lambda c: c.rerun(handle), once=True)
             except WfmError as err:
                 self.deliver(self.notify, text.safe(err.message), severity="error")
                 return
