@@ -49,7 +49,7 @@ WFMD_LEAVES = frozenset({"wfmd", "wfmd.events", "wfmd.errors", "wfmd.config", "w
 
 # The client library: light, a leaf for wfmd too. Every other wfmctl module is a front end.
 WFMCTL_LIBRARY = frozenset(
-    {"wfmctl", "wfmctl.protocol", "wfmctl.paths", "wfmctl.client", "wfmctl.export"}
+    {"wfmctl", "wfmctl.protocol", "wfmctl.paths", "wfmctl.client", "wfmctl.export", "wfmctl.pool"}
 )
 
 APSW_HOME = "wfmd.store"

@@ -2,10 +2,7 @@
 
 The SDK serves tools on an anyio event loop; `wfmctl.Client` is synchronous. Single-reply
 requests therefore run a `Client` in a worker thread (at most `THREADS` at once, apart from
-the threads the SDK itself uses). A client serves one thread at a time: reads take an idle
-connection from a small pool, or open one, and give it back after. A pooled connection that
-turns out dead (the daemon stopped or restarted since) is replaced by a new one and the read
-retried once; runs and cancels, which must not happen twice, always get a new connection.
+the threads the SDK itself uses), over the library's pool of connections (`wfmctl.pool`).
 Nothing is connected up front, so the server starts while the daemon is down and recovers
 when it comes back.
 
@@ -16,7 +13,7 @@ connection at once, where a thread blocked in `recv` would hold one until the ne
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -34,12 +31,12 @@ from wfmctl.client import (
     DaemonUnreachable,
     WfmError,
 )
+from wfmctl.pool import CALL_TIMEOUT, ClientPool
 from wfmctl.protocol import LogEntry
 
 T = TypeVar("T")
 
 THREADS = 16  # daemon calls in flight at once; more wait for a free thread
-CALL_TIMEOUT = 30.0  # a single-reply request (the client's default)
 NAMES_TTL = 30.0  # seconds the workflow names from discovery are reused
 
 
@@ -49,8 +46,7 @@ class Bridge:
     def __init__(self, socket_path: str | None = None) -> None:
         self.socket_path = socket_path or paths.default_socket()
         self._threads: anyio.CapacityLimiter | None = None
-        self._idle: list[Client] = []  # open connections no thread is using
-        self._lock = threading.Lock()
+        self._pool = ClientPool(self.socket_path, THREADS)  # one per thread, at most
         self._names: dict[str, str] = {}
         self._names_at = -NAMES_TTL
 
@@ -61,36 +57,8 @@ class Bridge:
         must not be sent twice (run, cancel), on a connection of its own."""
         if self._threads is None:  # made on the loop's first call: it belongs to that loop
             self._threads = anyio.CapacityLimiter(THREADS)
-        return await anyio.to_thread.run_sync(self._run, fn, once, limiter=self._threads)
-
-    def _run(self, fn: Callable[[Client], T], once: bool) -> T:
-        if not once:
-            with self._lock:
-                pooled = self._idle.pop() if self._idle else None
-            if pooled is not None:
-                try:
-                    return fn(pooled)
-                except WfmError as err:
-                    if not (pooled.closed and err.code == DISCONNECTED):
-                        raise  # the daemon's answer; or a live connection that failed
-                    # Dead since it was last used: the daemon went away. Try a new one.
-                finally:
-                    self._give_back(pooled)
-        client = Client(self.socket_path, timeout=CALL_TIMEOUT)
-        if once:
-            with client:
-                return fn(client)
-        try:
-            return fn(client)
-        finally:
-            self._give_back(client)
-
-    def _give_back(self, client: Client) -> None:
-        with self._lock:
-            if not client.closed and len(self._idle) < THREADS:
-                self._idle.append(client)
-                return
-        client.close()
+        call = functools.partial(self._pool.call, fn, once=once)
+        return await anyio.to_thread.run_sync(call, limiter=self._threads)
 
     async def workflow_names(self) -> dict[str, str]:
         """Each workflow's name by id, from discovery (reused for NAMES_TTL seconds). For
