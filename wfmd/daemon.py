@@ -235,6 +235,7 @@ async def _serve(
     supervisor = Supervisor(
         store,
         writer,
+        database_file,
         max_concurrent=config.max_concurrent,
         cancel_grace=config.cancel_grace,
         default_timeout=config.default_timeout or None,

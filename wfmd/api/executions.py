@@ -73,11 +73,6 @@ async def _submit(
             ErrorCode.NOT_FOUND, f"no workflow {workflow_id!r}{did_you_mean(workflow_id, known)}"
         )
     values = validate_params(workflow, params)
-    # Looked at now, not at the last heartbeat: a run accepted into a deleted database file
-    # would be gone after the next start.
-    deleted = await trio.to_thread.run_sync(s.database_file.check)
-    if deleted is not None:
-        raise Refused(ErrorCode.STORAGE, f"storage error: {deleted}")
     execution = await s.supervisor.submit(
         workflow_id=workflow.id,
         workflow_name=workflow.name,
@@ -109,9 +104,6 @@ async def _submit_command(
         problems.append(f"working directory {cwd!r}: not an absolute path to a directory")
     if problems:
         raise Refused(ErrorCode.INVALID_PARAMS, "invalid command:\n" + "\n".join(problems))
-    deleted = await trio.to_thread.run_sync(s.database_file.check)
-    if deleted is not None:
-        raise Refused(ErrorCode.STORAGE, f"storage error: {deleted}")
     execution = await s.supervisor.submit(
         workflow_id=COMMAND_PREFIX + os.path.basename(argv[0]),
         workflow_name=None,

@@ -51,6 +51,9 @@ class _FinishRequest:
 class _Batch:
     rows: list[LogRow] = field(default_factory=list)
     finishes: list[_FinishRequest] = field(default_factory=list)
+    starts: list[tuple[int, int]] = field(default_factory=list)  # (execution id, started at)
+    started: list[trio.Event] = field(default_factory=list)  # set once `starts` are committed
+    pids: list[tuple[int, int]] = field(default_factory=list)  # (execution id, pid)
     size: int = 0
     first_at: float = 0.0
     tail: dict[int, LogRow] = field(default_factory=dict)  # last row of each execution
@@ -58,6 +61,9 @@ class _Batch:
     # not written, committed ones are deleted), and each capped execution's marker.
     drops: list[tuple[int, int]] = field(default_factory=list)
     markers: dict[int, LogRow] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.finishes or self.drops or self.starts or self.pids)
 
 
 class LogWriter:
@@ -102,6 +108,23 @@ class LogWriter:
         self._committed[execution_id] = 0
         if self._cap.enabled:
             self._capped[execution_id] = CappedLog(self._cap, execution_id)
+
+    def start(self, execution_id: int) -> trio.Event:
+        """Queue the execution's start (Running, now) for the next commit, which it hurries;
+        returns an event set once that is committed. Starts and endings of executions
+        running side by side share commits."""
+        committed = trio.Event()
+        self._batch.starts.append((execution_id, now_ms()))
+        self._batch.started.append(committed)
+        self._grew(0)
+        self._urgent.set()
+        return committed
+
+    def record_pid(self, execution_id: int, pid: int) -> None:
+        """Queue the execution's process id for the next commit (only people look at it:
+        it does not hurry the commit)."""
+        self._batch.pids.append((execution_id, pid))
+        self._grew(0)
 
     async def finish(self, finish: Finish) -> None:
         """Queue the execution's ending behind its lines and wait until it is committed.
@@ -251,7 +274,7 @@ class LogWriter:
             failure = self.pipes.failure
             self._take()
             batch = self._batch
-            if batch.rows or batch.finishes or batch.drops:
+            if batch:
                 self._batch = _Batch()
                 self._has_data = trio.Event()
                 self._urgent = trio.Event()
@@ -265,7 +288,7 @@ class LogWriter:
                 self._urgent = trio.Event()
             if failure is not None and self.failure is None:
                 self._report(failure)
-            if self._closed and not batch.rows and not batch.finishes:
+            if self._closed and not batch:
                 return
 
     def _report(self, failure: BaseException) -> None:
@@ -285,7 +308,13 @@ class LogWriter:
         while True:
             try:
                 await self._store.call(
-                    write_batch, rows, finishes, drops=batch.drops, markers=markers
+                    write_batch,
+                    rows,
+                    finishes,
+                    starts=batch.starts,
+                    pids=batch.pids,
+                    drops=batch.drops,
+                    markers=markers,
                 )
                 break
             except StorageError as exc:
@@ -299,6 +328,8 @@ class LogWriter:
             self.storage_error = None
             self.storage_failing_since = None
         self.pipes.release(batch.size)
+        for committed in batch.started:
+            committed.set()
         self._published(batch.rows, batch.finishes)
 
     def _published(self, rows: Iterable[LogRow], finishes: list[_FinishRequest]) -> None:

@@ -6,7 +6,6 @@ that dies with runs queued starts them after its restart.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -26,6 +25,7 @@ from wfmd.ingest.committer import LogWriter
 from wfmd.ingest.pipes import Pipe
 from wfmd.runs import containment, process
 from wfmd.store import Finish, StorageError, Store, StoredExecution, executions, now_ms
+from wfmd.store.database import DatabaseFile
 from wfmd.store.logs import STDERR, STDOUT
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class Supervisor:
         self,
         store: Store,
         writer: LogWriter,
+        database_file: DatabaseFile,
         *,
         max_concurrent: int,
         cancel_grace: float,
@@ -76,6 +77,7 @@ class Supervisor:
     ) -> None:
         self._store = store
         self._writer = writer
+        self._database_file = database_file
         self._max_concurrent = max_concurrent
         self._cancel_grace = cancel_grace
         self._default_timeout = default_timeout
@@ -140,6 +142,7 @@ class Supervisor:
         try:
             stored = await self._store.call(
                 executions.create,
+                database_file=self._database_file,
                 handle=str(uuid.uuid4()),
                 workflow_id=workflow_id,
                 workflow_name=workflow_name,
@@ -290,8 +293,7 @@ class Supervisor:
         timeout = stored.info.timeout
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         try:
-            with contextlib.suppress(StorageError):  # the pid is for people, not for us
-                await self._store.call(executions.set_pid, stored.id, proc.pid)
+            self._writer.record_pid(stored.id, proc.pid)
             ending = await self._wait_for_end(active, proc, box, deadline)
             self._writer.pipes.poke()
             await self._reap(active, box, pipes)
@@ -312,16 +314,14 @@ class Supervisor:
         return self._finish_for(active, proc, ending, timeout)
 
     async def _mark_running(self, active: _Active) -> bool:
-        """Commit Running, retrying while the database refuses writes (a user's long write
-        transaction, a full disk). False if the execution was stopped meanwhile."""
+        """Commit Running with the writer's next commit (which retries while the database
+        refuses writes: a user's long write transaction, a full disk). False if the execution
+        was stopped before that: its ending is then committed after the start."""
+        committed = self._writer.start(active.stored.id)
         while not active.stop.is_set():
-            try:
-                await self._store.call(executions.mark_running, active.stored.id, now_ms())
+            with trio.move_on_after(STORAGE_CHECK_INTERVAL):
+                await committed.wait()
                 return True
-            except StorageError as exc:
-                log.warning("cannot start %s yet: %s", active.stored.info.handle, exc.detail)
-                with trio.move_on_after(STORAGE_CHECK_INTERVAL):
-                    await active.stop.wait()
         return False
 
     async def _wait_for_end(

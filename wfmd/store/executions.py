@@ -17,7 +17,7 @@ import msgspec
 from wfmctl.protocol import LAST_HANDLE, EndedBy, ErrorCode, Execution, Status
 from wfmd.errors import Refused
 from wfmd.store import logs
-from wfmd.store.database import transaction
+from wfmd.store.database import DatabaseFile, transaction
 
 # How many of a workflow's most recent executions `param_history` looks at. Bounded so the
 # query costs the same with ten runs in history or ten million.
@@ -120,7 +120,15 @@ def create(
     rerun_of: str | None = None,
     cwd: str | None = None,
     env: Mapping[str, str] | None = None,
+    database_file: DatabaseFile | None = None,
 ) -> StoredExecution:
+    """Record an accepted run (NotStarted). Given `database_file`, refused if the file is no
+    longer the one opened: a run accepted into a deleted file would be gone after the next
+    start. Checked here, on the writer's thread just before the write, not only at the
+    heartbeat."""
+    problem = None if database_file is None else database_file.check()
+    if problem is not None:
+        raise Refused(ErrorCode.STORAGE, f"storage error: {problem}")
     with transaction(conn):
         # created_at never decreases with id (a clock stepped back does not reorder history),
         # so a time range is an id range: see first_id_at_or_after.
@@ -156,16 +164,17 @@ def create(
 
 
 def mark_running(conn: apsw.Connection, execution_id: int, now: int) -> None:
-    with transaction(conn):
-        conn.execute(
-            "UPDATE executions SET status = 'Running', reason = NULL, started_at = ? WHERE id = ?",
-            (now, execution_id),
-        )
+    """Record that an execution started. One statement: alone, or in the caller's transaction
+    (the log writer commits starts with its batches: see `write_batch`)."""
+    conn.execute(
+        "UPDATE executions SET status = 'Running', reason = NULL, started_at = ? WHERE id = ?",
+        (now, execution_id),
+    )
 
 
 def set_pid(conn: apsw.Connection, execution_id: int, pid: int) -> None:
-    with transaction(conn):
-        conn.execute("UPDATE executions SET pid = ? WHERE id = ?", (pid, execution_id))
+    """Record an execution's process id; one statement, as `mark_running`."""
+    conn.execute("UPDATE executions SET pid = ? WHERE id = ?", (pid, execution_id))
 
 
 def apply_finishes(conn: apsw.Connection, finishes: Sequence[Finish]) -> None:

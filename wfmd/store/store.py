@@ -200,13 +200,22 @@ def write_batch(
     rows: list[LogRow],
     finishes: list[Finish],
     *,
+    starts: Sequence[tuple[int, int]] = (),
+    pids: Sequence[tuple[int, int]] = (),
     drops: Sequence[tuple[int, int]] = (),
     markers: Sequence[LogRow] = (),
 ) -> None:
     """Commit log rows and the endings they lead to, in one transaction: nobody ever sees an
     execution finished without its last lines. The log cap's `drops` (key ranges [lo, hi)
-    to delete) and `markers` (rows replacing any of the same key) go in the same one."""
+    to delete) and `markers` (rows replacing any of the same key) go in the same one.
+
+    `starts` (execution id, started at) and `pids` (execution id, pid) are recorded first:
+    an execution's start and its ending may share a transaction, never swap."""
     with transaction(conn):
+        for execution_id, started_at in starts:
+            executions.mark_running(conn, execution_id, started_at)
+        for execution_id, pid in pids:
+            executions.set_pid(conn, execution_id, pid)
         if drops:
             logs.delete_ranges(conn, drops)
         logs.insert_rows(conn, rows)
