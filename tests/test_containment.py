@@ -489,14 +489,10 @@ async def test_a_cgroup_without_cgroup_kill_is_emptied_member_by_member(
         )
         cgroup = cgroups.create(f"test-no-kill-{freeze}")
         marker = escapees.marker()
-        procs = os.open(cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            argv = [sys.executable, "-c", HOPPER, marker, str(escapees.stop)]
-            proc = await process.open_in_session(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cgroup_procs=procs
-            )
-        finally:
-            os.close(procs)
+        argv = [sys.executable, "-c", HOPPER, marker, str(escapees.stop)]
+        proc = await process.open_in_session(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cgroup=cgroup
+        )
         with trio.fail_after(STATUS_TIMEOUT):
             await proc.wait()  # its first fork has left: the hopper hops on
             await trio.sleep(0.2)

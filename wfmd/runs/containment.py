@@ -92,16 +92,9 @@ class Box:
         `env` must carry the box's tag (it is how process-scan finds the child's processes).
         """
         assert self._pgid is None, "one child per box"
-        procs = None
-        if self.cgroup is not None:
-            procs = os.open(self.cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            proc = await process.open_in_session(
-                argv, env=env, stdout=stdout, stderr=stderr, cgroup_procs=procs, cwd=cwd
-            )
-        finally:
-            if procs is not None:
-                os.close(procs)
+        proc = await process.open_in_session(
+            argv, env=env, stdout=stdout, stderr=stderr, cgroup=self.cgroup, cwd=cwd
+        )
         self._pgid = proc.pid
         return proc
 

@@ -22,6 +22,8 @@ from typing import TypeVar
 
 import trio
 
+from wfmd.runs.joining import joining_argv
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -64,32 +66,38 @@ async def open_in_session(
     env: dict[str, str] | None = None,
     stdout: int,
     stderr: int,
-    cgroup_procs: int | None = None,
+    cgroup: Path | None = None,
     cwd: str | None = None,
 ) -> trio.Process:
     """Start `argv` as the leader of a new session (so of its own process group), with
     stdin closed, in `cwd` (None: `default_cwd()`). The group id is the process id:
     `kill_group(proc.pid, ...)` reaches every process that has not left the group.
 
-    `cgroup_procs`: an fd open for writing on a cgroup's `cgroup.procs`; the child moves
-    itself into that cgroup before it execs, so nothing it runs is ever outside it. A child
-    that cannot join raises OSError, as one that cannot exec does.
+    `cgroup`: the child joins it before it execs, so nothing it runs is ever outside it.
+    A child that cannot join raises OSError, as one that cannot exec does.
     """
     global _spawning
+    cwd = cwd or default_cwd()
+    env = dict(os.environ) if env is None else env
     preexec: Callable[[], None] | None = None
-    if cgroup_procs is not None:
-        fd = cgroup_procs
-
-        # preexec_fn, though it makes subprocess fork instead of vfork (measured: +3 ms at
-        # the daemon's 35 MB): the child only writes to an fd opened here, taking no lock,
-        # and exec errors stay OSErrors. A /bin/sh wrapper would turn them into exit
-        # statuses and run a file without #! as a shell script; clone3(CLONE_INTO_CGROUP)
-        # is out of subprocess's reach.
-        def preexec() -> None:
-            os.write(fd, b"0")
-
+    procs: int | None = None
     _spawning += 1
     try:
+        if cgroup is not None:
+            joining = await trio.to_thread.run_sync(
+                joining_argv, argv, env, cwd, cgroup / "cgroup.procs"
+            )
+            if joining is not None:
+                argv, env = joining, {}
+            else:
+                # A fork, for its exact exec errors: the child only writes to an fd opened
+                # here, taking no lock. clone3(CLONE_INTO_CGROUP) is out of subprocess's reach.
+                procs = os.open(cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+                fd = procs
+
+                def preexec() -> None:
+                    os.write(fd, b"0")
+
         try:
             proc = await trio.lowlevel.open_process(
                 list(argv),
@@ -98,11 +106,14 @@ async def open_in_session(
                 stderr=stderr,
                 start_new_session=True,
                 env=env,
-                cwd=cwd or default_cwd(),
+                cwd=cwd,
                 preexec_fn=preexec,
             )
         except subprocess.SubprocessError as exc:  # only our preexec_fn raises this
             raise OSError(f"could not move into its cgroup: {exc}") from None
+        finally:
+            if procs is not None:
+                os.close(procs)
         _forget_reaped()
         _children[proc.pid] = proc
     finally:
