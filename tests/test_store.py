@@ -155,6 +155,28 @@ async def test_create_run_finish_roundtrip(tmp_path: Path) -> None:
         await store.close()
 
 
+def synchronous_level(conn: apsw.Connection) -> int:
+    return int(conn.pragma("synchronous"))
+
+
+async def test_commits_are_synced_on_schedule_only_after_writes(tmp_path: Path) -> None:
+    """synchronous=NORMAL on the writer; `sync` fsyncs the WAL once per batch of writes and
+    is a no-op (no call on the writer) while nothing was written."""
+    store = await open_store(tmp_path)
+    try:
+        assert await store.call(synchronous_level) == 1  # NORMAL
+        await create(store, "aaaa-sync")
+        await store.sync()
+        calls = store.writer_calls
+        await store.sync()
+        assert store.writer_calls == calls  # nothing written since: no sync
+        await create(store, "bbbb-sync")
+        await store.sync()
+        assert store.writer_calls == calls + 2  # the write and its sync
+    finally:
+        await store.close()
+
+
 async def test_resolve_full_prefix_ambiguous_not_found(tmp_path: Path) -> None:
     store = await open_store(tmp_path)
     try:

@@ -1,5 +1,5 @@
-"""Housekeeping on a schedule: the heartbeat (with a look at the database file), and
-recovery of orphaned executions."""
+"""Housekeeping on a schedule: the heartbeat (with a look at the database file), recovery
+of orphaned executions, and syncing the database's commits to disk."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import trio
 from wfmd.housekeeping import recovery
 from wfmd.runs.supervisor import Supervisor
 from wfmd.store import StorageError, Store, heartbeat, now_ms
-from wfmd.store.database import DatabaseFile
+from wfmd.store.database import SYNC_INTERVAL, DatabaseFile
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class Scheduler:
             await self._beat()
             nursery.start_soon(self._every, self._heartbeat_interval, self._beat)
             nursery.start_soon(self._every, self._recovery_interval, self._recover)
+            nursery.start_soon(self._every, SYNC_INTERVAL, self._store.sync)
             task_status.started()
 
     async def _every(self, interval: float, job: Callable[[], Awaitable[object]]) -> None:

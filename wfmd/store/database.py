@@ -41,6 +41,12 @@ PAGE_SIZE = 16 * 1024
 # delay them.
 WAL_AUTOCHECKPOINT_BYTES = 16 * 1024 * 1024
 
+# Commits are not synced one by one (synchronous=NORMAL): a crash of wfmd loses nothing (the
+# kernel has the WAL), and the WAL is synced this often while there are writes, so a power
+# loss or kernel crash loses at most this much. A sync per commit took most of a
+# submission's time (bench_runs).
+SYNC_INTERVAL = 1.0
+
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -238,6 +244,7 @@ def _apply_best_practice(conn: apsw.Connection) -> None:
     apsw.bestpractice.connection_dqs(conn)
     apsw.bestpractice.connection_recursive_triggers(conn)
     apsw.bestpractice.connection_optimize(conn)
+    conn.pragma("synchronous", "NORMAL")  # see SYNC_INTERVAL
 
 
 def _refuse_newer(conn: apsw.Connection, path: Path) -> None:
@@ -299,6 +306,20 @@ def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_wal(conn: apsw.Connection) -> None:
+    """Force every commit so far to disk: an fsync of the WAL (see SYNC_INTERVAL)."""
+    try:
+        fd = os.open(conn.filename_wal, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # checkpointed and truncated: nothing waits in it
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # an I/O error: the commits themselves will report it too
+        log.error("cannot sync %s: %s", conn.filename_wal, exc)
     finally:
         os.close(fd)
 

@@ -25,7 +25,13 @@ import trio
 from wfmctl.protocol import ErrorCode, Execution, LogEntry
 from wfmd.errors import Refused
 from wfmd.store import executions, logs
-from wfmd.store.database import close_database, open_database, open_reader, transaction
+from wfmd.store.database import (
+    close_database,
+    open_database,
+    open_reader,
+    sync_wal,
+    transaction,
+)
 from wfmd.store.executions import Finish
 from wfmd.store.logs import LogRow
 from wfmd.store.threads import DatabaseThread
@@ -81,6 +87,7 @@ class Store:
         self.path = path
         self._conn = conn
         self._thread = thread
+        self._synced_at = 0  # the writer's call count at the last sync
         self._reader = reader
         self._reader_thread = reader_thread
 
@@ -147,6 +154,14 @@ class Store:
         """
         bound = functools.partial(fn, self._reader, *args, **kwargs)
         return await _on(self._reader_thread, bound)
+
+    async def sync(self) -> None:
+        """Force the commits made since the last sync to disk, if there were any (see
+        database.SYNC_INTERVAL)."""
+        calls = self._thread.calls
+        if calls != self._synced_at:
+            await self.call(sync_wal)
+            self._synced_at = calls + 1  # this sync's own call
 
     @property
     def writer_calls(self) -> int:
