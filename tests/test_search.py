@@ -10,6 +10,11 @@ from typing import Any
 
 import apsw
 from conftest import Daemon, MakeDaemon, metadata, text_field, write_workflow
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wfmd.errors import Refused
+from wfmd.store.search_terms import parse
 
 PRINTER = """
 import sys
@@ -121,6 +126,42 @@ def test_paging_walks_every_match_once(make_daemon: MakeDaemon, workflow_dir: Pa
             break
         before = ["--before", str(page["next_before"])]
     assert seen == [i for i in range(4999, -1, -1) if i % 7 == 0]
+
+
+# Words that Python's and the index's Unicode tables split or fold differently: fractions
+# (NFKD splits them in two), superscripts, ß, a ligature, a letter newer than Unicode 6.1 (Georgian
+# Mtavruli), a mark between letters.
+ODD_WORDS = ["¼", "x²", "Straße", "ﬁle", "ᲐᲑ", "e\u0301x"]
+
+
+def test_words_the_tables_disagree_on_are_found_or_missed_never_an_error(
+    make_daemon: MakeDaemon, workflow_dir: Path
+) -> None:
+    body = f"for word in {ODD_WORDS!r}:\n    print('odd ' + word)\n"
+    write_workflow(workflow_dir, "odd", body, metadata("odd"))
+    daemon = make_daemon().start()
+    handle = daemon.run_and_wait("odd")
+    searchable(daemon, "odd", len(ODD_WORDS))
+    for word in ODD_WORDS:
+        for query in (word, f"{word}*", f'"odd {word}"'):
+            hits = search(daemon, query)["hits"]
+            assert [(h["handle"], h["entry"]["line"]) for h in hits] == [(handle, f"odd {word}")]
+
+
+@settings(max_examples=2000, deadline=None, database=None)
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_the_index_finds_every_line_a_query_matches(query: str, noise: str) -> None:
+    """Any query is refused or runs on the index; a line it matches is among the index's hits."""
+    try:
+        terms = parse(query)
+    except Refused:
+        return
+    line = f"{noise} {query}"
+    index = apsw.Connection(":memory:")
+    index.execute("CREATE VIRTUAL TABLE t USING fts5(text, content='', detail=none)")
+    index.execute("INSERT INTO t (rowid, text) VALUES (1, ?)", (line,))
+    found = index.execute("SELECT count(*) FROM t WHERE t MATCH ?", (terms.fts_query(),)).get
+    assert terms.matches(line) and found == 1
 
 
 def test_bad_queries_are_refused(daemon: Daemon) -> None:

@@ -3,8 +3,8 @@ query for the rows that may hold a match; and check each line of those rows.
 
 The index (`log_search`, see schema/) records which words each stored row holds, not where:
 that keeps it small, and a line is a match only once `Terms.matches` has checked it. Words are
-compared as the index's tokenizer (unicode61) sees them: runs of letters and digits, case and
-accents ignored.
+split by the index's own tokenizer (unicode61: runs of letters and digits, case and accents
+ignored), so that a word of a query is always one word of the index.
 
 Syntax: `word` (every word must appear in the line), `"a phrase"` (its words in a row),
 `prefix*` (a word starting so).
@@ -13,9 +13,11 @@ Syntax: `word` (every word must appear in the line), `"a phrase"` (its words in 
 from __future__ import annotations
 
 import re
-import unicodedata
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import cast
+
+import apsw
 
 from wfmctl.protocol import ErrorCode
 from wfmd.errors import Refused
@@ -23,7 +25,6 @@ from wfmd.errors import Refused
 # A query longer than this is refused: no one types it, and each term costs a lookup.
 MAX_TERMS = 16
 
-_TOKEN = re.compile(r"[^\W_]+")
 _QUERY = re.compile(r'"([^"]*)"?|(\S+)')
 
 
@@ -94,16 +95,26 @@ def parse(query: str) -> Terms:
 
 def tokenize(text: str) -> list[str]:
     """The words of `text` as the index stores them: letters and digits, folded."""
-    return [_fold(t) for t in _TOKEN.findall(text)]
+    words = _tokenizer()(
+        text.encode("utf-8", "replace"),
+        apsw.FTS5_TOKENIZE_DOCUMENT,
+        None,
+        include_offsets=False,
+        include_colocated=False,
+    )
+    return cast(list[str], words)  # those two flags make it a list of words
 
 
-@lru_cache(maxsize=65536)
-def _fold(token: str) -> str:
-    folded = token.casefold()
-    if folded.isascii():
-        return folded
-    decomposed = unicodedata.normalize("NFKD", folded)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+_local = threading.local()
+
+
+def _tokenizer() -> apsw.FTS5Tokenizer:
+    """This thread's unicode61 tokenizer, from a connection of its own (readers search on
+    several threads at once)."""
+    tokenizer = getattr(_local, "tokenizer", None)
+    if tokenizer is None:
+        tokenizer = _local.tokenizer = apsw.Connection(":memory:").fts5_tokenizer("unicode61")
+    return tokenizer
 
 
 def _contains(tokens: list[str], phrase: tuple[str, ...]) -> bool:
