@@ -13,7 +13,7 @@ from tui_support import run_app, screen, until, until_shown
 
 from wfmctl.cli.exit_codes import EXIT_USAGE
 from wfmctl.tui.app import WfmApp
-from wfmctl.tui.panes import HistoryPane
+from wfmctl.tui.history import HistoryPane
 
 
 def table_rows(app: WfmApp, selector: str) -> list[list[str]]:

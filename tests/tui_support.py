@@ -29,7 +29,7 @@ def run_app(socket: Path, scenario: Scenario, size: tuple[int, int] = SIZE) -> N
     async def main() -> None:
         app = WfmApp(str(socket))
         app.poll = POLL
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size, notifications=True) as pilot:  # toasts on screen
             await scenario(app, pilot)
 
     asyncio.run(main())

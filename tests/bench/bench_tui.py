@@ -49,8 +49,9 @@ from textual.widgets import DataTable
 from wfmctl import Client
 from wfmctl.tui.app import WfmApp
 from wfmctl.tui.execution import ExecutionPane
+from wfmctl.tui.history import HistoryPane
 from wfmctl.tui.logview import PAGE, PAGES_KEPT, LogView
-from wfmctl.tui.panes import HistoryPane, RunsPane, WorkflowsPane
+from wfmctl.tui.panes import RunsPane, WorkflowsPane
 
 KEY_BAR = 0.100  # a key press repaints within 100 ms (p99), while following
 PAINT_BAR = 0.5  # first paint on the 1M-execution database

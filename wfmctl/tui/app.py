@@ -19,15 +19,17 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static, TabbedContent
 
-from wfmctl.client import WfmError
+from wfmctl.client import Client, WfmError
 from wfmctl.protocol import Execution, Workflow
 from wfmctl.tui import text
+from wfmctl.tui.confirm import Confirm
 from wfmctl.tui.execution import ExecutionPane, pane_id
 from wfmctl.tui.form import LaunchForm
+from wfmctl.tui.history import HistoryPane
 from wfmctl.tui.host import HistoryFilter
 from wfmctl.tui.link import Link, daemon_gone
 from wfmctl.tui.logview import LogView
-from wfmctl.tui.panes import HistoryPane, RunsPane, WorkflowsPane
+from wfmctl.tui.panes import RunsPane, WorkflowsPane
 
 POLL = 1.0  # seconds between looks at the running executions (and at the daemon)
 RUNS_SHOWN = 200  # running and queued executions listed, each
@@ -141,9 +143,9 @@ class WfmApp(App[None]):
             return
         if isinstance(pane, HistoryPane) and self.connected:
             pane.reload()  # runs have ended or begun since it was last shown
-        tables = pane.query(DataTable)
+        tables = [t for t in pane.query(DataTable) if t.display]  # history hides one
         if tables:
-            tables.last().focus()
+            tables[-1].focus()
 
     def load_workflows(self) -> None:
         def work() -> None:
@@ -156,41 +158,78 @@ class WfmApp(App[None]):
 
         self.run_worker(work, thread=True, group="workflows", exit_on_error=False)
 
-    def load_history(self, wanted: HistoryFilter, before: str | None) -> None:
-        limit = self.query_one(HistoryPane).page_size
+    def _history_worker(
+        self, wanted: HistoryFilter, ask: Callable[[Client], Any], show: Any
+    ) -> None:
+        """`ask` the daemon in a worker thread; `show(wanted, reply)` the answer, or the
+        error on the history tab (the banner tells of a daemon gone)."""
+        pane = self.query_one(HistoryPane)
 
         def work() -> None:
             try:
-                page = self.link.call(
-                    lambda c: c.history(
-                        limit=limit,
-                        before=before,
-                        workflow_id=wanted.workflow_id,
-                        status=wanted.status,  # type: ignore[arg-type]
-                        since=wanted.since,
-                    )
-                )
+                reply = self.link.call(ask)
             except WfmError as err:
                 if not daemon_gone(err):
-                    self.deliver(self.notify, text.safe(err.message), severity="error")
+                    self.deliver(pane.show_error, wanted, err.message)
                 return
-            pane = self.query_one(HistoryPane)
-            self.deliver(pane.show_page, wanted, before, page.executions, page.next_before)
+            self.deliver(show, reply)
 
         self.run_worker(work, thread=True, group="history", exit_on_error=False)
 
+    def load_history(self, wanted: HistoryFilter, before: str | None) -> None:
+        pane = self.query_one(HistoryPane)
+        self._history_worker(
+            wanted,
+            lambda c: c.history(
+                limit=pane.page_size,
+                before=before,
+                workflow_id=wanted.workflow_id,
+                status=wanted.status,  # type: ignore[arg-type]
+                since=wanted.since,
+            ),
+            lambda page: pane.show_page(wanted, before, page.executions, page.next_before),
+        )
+
+    def load_search(self, wanted: HistoryFilter, before: int | None) -> None:
+        pane = self.query_one(HistoryPane)
+        assert wanted.query is not None
+        query = wanted.query
+        self._history_worker(
+            wanted,
+            lambda c: c.search(
+                query,
+                workflow_id=wanted.workflow_id,
+                status=wanted.status,
+                since=wanted.since,
+                limit=pane.hits_page,
+                before=before,
+            ),
+            lambda page: pane.show_hits(wanted, before, page.hits, page.next_before, page.backlog),
+        )
+
+    def load_stats(self, wanted: HistoryFilter) -> None:
+        pane = self.query_one(HistoryPane)
+        self._history_worker(
+            wanted,
+            lambda c: c.stats(workflow_id=wanted.workflow_id, since=wanted.since),
+            lambda reply: pane.show_stats(wanted, reply),
+        )
+
     # ------------------------------------------------------------------ executions
 
-    def open_execution(self, handle: str) -> None:
-        """Show the execution's tab, opening it if needed."""
+    def open_execution(self, handle: str, at: int | None = None) -> None:
+        """Show the execution's tab, opening it if needed; with `at`, its log at that entry."""
         tabs = self.query_one(TabbedContent)
-        if self.query(f"#{pane_id(handle)}"):
-            tabs.active = pane_id(handle)
-            return
+        for open_pane in self.query(ExecutionPane):
+            if open_pane.handle == handle:
+                tabs.active = pane_id(handle)
+                if at is not None:
+                    open_pane.log_view.show_line(at)
+                return
         if handle in self._opening:  # asked twice before the tab is there
             return
         self._opening.add(handle)
-        pane = ExecutionPane(self.link, handle, text.short(handle))
+        pane = ExecutionPane(self.link, handle, text.short(handle), at=at)
 
         async def add() -> None:
             try:
@@ -202,11 +241,15 @@ class WfmApp(App[None]):
         self.run_worker(add(), group="tabs")
 
     def close_execution(self, handle: str) -> None:
+        """Close the execution's tab; if it was in view, show the runs."""
+        tabs = self.query_one(TabbedContent)
         for pane in self.query(ExecutionPane):
             if pane.handle == handle:
+                in_view = tabs.active == pane_id(handle)
                 pane.stop()
-                self.query_one(TabbedContent).remove_pane(pane_id(handle))
-                self.query_one(TabbedContent).active = "runs"
+                tabs.remove_pane(pane_id(handle))
+                if in_view:
+                    tabs.active = "runs"
 
     def cancel(self, handle: str) -> None:
         def work() -> None:
@@ -219,6 +262,33 @@ class WfmApp(App[None]):
             self._poke.set()
 
         self.run_worker(work, thread=True, group="act", exit_on_error=False)
+
+    def delete(self, handle: str) -> None:
+        """Ask, then remove the execution and its log (the daemon refuses one not finished);
+        its tab closes and the history is read again."""
+
+        def work() -> None:
+            try:
+                removed = self.link.call(lambda c: c.delete([handle]), once=True)
+            except WfmError as err:
+                self.deliver(self.notify, text.safe(err.message), severity="error")
+                return
+            entries = removed.log_entries_removed
+            self.deliver(self.notify, f"deleted {text.short(handle)} and {entries:,} log entries")
+            self.deliver(self._deleted, handle)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(work, thread=True, group="act", exit_on_error=False)
+
+        question = (
+            f"Delete execution {text.short(handle)} and its whole log? This cannot be undone."
+        )
+        self.push_screen(Confirm(question), answered)
+
+    def _deleted(self, handle: str) -> None:
+        self.close_execution(handle)
+        self.query_one(HistoryPane).reload()
 
     def rerun(self, handle: str) -> None:
         """Run the execution's workflow again with the same parameters (the daemon's rerun,

@@ -81,10 +81,11 @@ class ExecutionPane(TabPane):
     ExecutionPane LogView { width: 1fr; }
     """
 
-    def __init__(self, link: Link, handle: str, title: str) -> None:
+    def __init__(self, link: Link, handle: str, title: str, at: int | None = None) -> None:
         super().__init__(title, id=pane_id(handle))
         self.link = link
         self.handle = handle
+        self.at = at  # the entry to open the log at (a search hit); None: the end
         self.execution: Execution | None = None
         self.progress = Progress()
         self._drawn = -1
@@ -206,7 +207,8 @@ class ExecutionPane(TabPane):
     def _show(self, execution: Execution, log_count: int) -> None:
         if self._stop.is_set():  # closed: the tab is going away
             return
-        if self.execution is None:  # the tab says whose run it is, once known
+        first = self.execution is None
+        if first:  # the tab says whose run it is, once known
             with contextlib.suppress(Exception):  # a tab not (or no longer) in the tabs
                 tabs = self.app.query_one(TabbedContent)
                 tabs.get_tab(self).label = Text(
@@ -214,6 +216,8 @@ class ExecutionPane(TabPane):
                 )
         self.execution = execution
         self.log_view.set_total(log_count)
+        if first and self.at is not None:
+            self.log_view.show_line(self.at)
         self._status_line()
 
     def _status_line(self) -> None:

@@ -16,27 +16,31 @@ if TYPE_CHECKING:
 
 
 class HistoryFilter:
-    """What the history tab asks the daemon for."""
+    """What the history tab asks the daemon for: executions, or with `query` the log lines
+    that match it."""
 
     def __init__(
         self,
         workflow_id: str | None = None,
         status: str | None = None,
         since: float | None = None,
+        query: str | None = None,
     ) -> None:
         self.workflow_id = workflow_id
         self.status = status
         self.since = since
+        self.query = query
 
     def key(self) -> tuple[object, ...]:
-        return (self.workflow_id, self.status, self.since)
+        return (self.workflow_id, self.status, self.since, self.query)
 
 
 class Host(Protocol):
     def deliver(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """`fn(*args)` on the event loop, from a worker thread."""
 
-    def open_execution(self, handle: str) -> None: ...
+    def open_execution(self, handle: str, at: int | None = None) -> None:
+        """Show the execution's tab; with `at`, its log at that entry rather than the end."""
 
     def close_execution(self, handle: str) -> None: ...
 
@@ -47,6 +51,13 @@ class Host(Protocol):
     def open_form(self, workflow: Workflow) -> None: ...
 
     def load_history(self, wanted: HistoryFilter, before: str | None) -> None: ...
+
+    def load_search(self, wanted: HistoryFilter, before: int | None) -> None: ...
+
+    def load_stats(self, wanted: HistoryFilter) -> None: ...
+
+    def delete(self, handle: str) -> None:
+        """Remove a finished execution, after asking the user."""
 
 
 def host(app: App[Any]) -> Host:

@@ -36,6 +36,7 @@ MAX_WIDTH = 2000  # cells of a line drawn; a 1 MiB line is cut, not laid out
 PENDING_TEXT = "…"
 STDERR_STYLE = Style(color="red")
 EVENT_STYLE = Style(color="cyan", bold=True)
+MARKED_STYLE = Style(reverse=True)  # the line a search hit opened the log at
 
 # Fetches entries after `after` (exclusive), at most `limit`; runs in a worker thread.
 Fetch = Callable[[int, int], list[LogEntry]]
@@ -75,6 +76,8 @@ class LogView(ScrollView, can_focus=True):
         self._pages: OrderedDict[int, list[LogEntry]] = OrderedDict()
         self._wanted: set[int] = set()  # pages being fetched
         self._width = 0
+        self.marked: int | None = None  # the seq of the line shown with MARKED_STYLE
+        self._centering = False  # the marked line is still to be brought into view
 
     # ------------------------------------------------------------------ feeding
 
@@ -120,6 +123,7 @@ class LogView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self._keep_following)
+        self.call_after_refresh(self._center_marked)
 
     # ------------------------------------------------------------------ following
 
@@ -128,6 +132,23 @@ class LogView(ScrollView, can_focus=True):
 
     def on_mouse_scroll_up(self) -> None:
         self.following = False
+
+    def show_line(self, seq: int) -> None:
+        """Stop following; mark entry `seq` and bring it to the middle of the view (once the
+        view has its size, if it has none yet)."""
+        self.following = False
+        self.marked = seq
+        self._centering = True
+        self.set_total(seq + 1)
+        self._center_marked()
+
+    def _center_marked(self) -> None:
+        if self.marked is None or not self._centering or not self.size.height:
+            return
+        self._centering = False
+        y = max(0, self.marked - self.size.height // 2)
+        self.scroll_to(y=y, animate=False, immediate=True)
+        self.refresh()
 
     def action_follow(self) -> None:
         self.following = True
@@ -228,6 +249,8 @@ class LogView(ScrollView, can_focus=True):
                 line_style = style + STDERR_STYLE
             else:
                 line_style = style
+            if seq == self.marked:
+                line_style += MARKED_STYLE
             text = Text(plain, style=line_style, no_wrap=True, end="")
             length = cell_len(plain)
             if length > self._width:
