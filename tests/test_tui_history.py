@@ -73,11 +73,16 @@ def test_the_stats_line_follows_the_filters(daemon: Daemon) -> None:
 
     async def scenario(app: WfmApp, pilot: Pilot[None]) -> None:
         await pilot.press("3")
-        await until_shown(pilot, "4 runs · 3 completed · 1 failed · 75% success")
+        await until_shown(pilot, "last 30 days: 4 runs · 3 completed · 1 failed · 75% success")
         await pilot.press("/", *"echo_params", "enter")
         await until_shown(pilot, "3 runs · 3 completed · 0 failed · 100% success · took p50")
+        await pilot.click("#hist-since")
+        await pilot.press(*"1d", "enter")
+        await until_shown(pilot, "since then: 3 runs")
+        await pilot.click("#hist-since")
+        await pilot.press("ctrl+a", "ctrl+k", "enter")
         await pilot.press("/", "ctrl+a", "ctrl+k", *"nothing_by_that_name", "enter")
-        await until_shown(pilot, "no runs")
+        await until_shown(pilot, "last 30 days: no runs")
 
     run_app(daemon.socket, scenario)
 

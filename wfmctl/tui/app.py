@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from wfmctl.tui import text
 from wfmctl.tui.confirm import Confirm
 from wfmctl.tui.execution import ExecutionPane, pane_id
 from wfmctl.tui.form import LaunchForm
-from wfmctl.tui.history import HistoryPane
+from wfmctl.tui.history import HistoryPane, stats_since
 from wfmctl.tui.host import HistoryFilter
 from wfmctl.tui.link import Link, daemon_gone
 from wfmctl.tui.logview import LogView
@@ -211,7 +212,9 @@ class WfmApp(App[None]):
         pane = self.query_one(HistoryPane)
         self._history_worker(
             wanted,
-            lambda c: c.stats(workflow_id=wanted.workflow_id, since=wanted.since),
+            lambda c: c.stats(
+                workflow_id=wanted.workflow_id, since=stats_since(wanted, time.time())
+            ),
             lambda reply: pane.show_stats(wanted, reply),
         )
 

@@ -26,6 +26,9 @@ from wfmctl.tui.panes import ExecutionTable
 HISTORY_PAGE = 100  # executions per history request: a few screens, one small frame
 HITS_PAGE = 50  # matching lines per search request: the daemon bounds each request's work
 MORE_MARGIN = 5  # rows before the end of what is loaded at which the next page is asked
+# The statistics line's window without a `since` filter: recent enough to matter, and cheap
+# on a long history (whole-history statistics scan every execution).
+STATS_WINDOW_DAYS = 30
 
 
 class HitsTable(DataTable[Text]):
@@ -55,13 +58,19 @@ class HitsTable(DataTable[Text]):
         return self.hits[self.cursor_row] if 0 <= self.cursor_row < len(self.hits) else None
 
 
-def stats_line(reply: StatsReply) -> str:
+def stats_since(wanted: HistoryFilter, now: float) -> float:
+    """Where the statistics line starts: the `since` filter, else STATS_WINDOW_DAYS ago."""
+    return wanted.since if wanted.since is not None else now - STATS_WINDOW_DAYS * 86400
+
+
+def stats_line(wanted: HistoryFilter, reply: StatsReply) -> str:
     """What the filters select, summed over workflows: outcomes, success, durations (of one
     workflow only: percentiles do not add up)."""
+    window = f"last {STATS_WINDOW_DAYS} days" if wanted.since is None else "since then"
     rows = reply.workflows
     runs = sum(w.runs for w in rows)
     if not runs:
-        return "no runs"
+        return f"{window}: no runs"
     completed = sum(w.completed for w in rows)
     failed = sum(w.failed for w in rows)
     cancelled = sum(w.cancelled for w in rows)
@@ -75,7 +84,7 @@ def stats_line(reply: StatsReply) -> str:
         w = rows[0]
         p50, p95 = render.format_duration(w.p50_duration), render.format_duration(w.p95_duration)
         parts.append(f"took p50 {p50} p95 {p95}")
-    return " · ".join(parts)
+    return f"{window}: " + " · ".join(parts)
 
 
 class HistoryPane(TabPane):
@@ -219,7 +228,7 @@ class HistoryPane(TabPane):
 
     def show_stats(self, wanted: HistoryFilter, reply: StatsReply) -> None:
         if self._current(wanted):
-            self.query_one("#hist-stats", Static).update(stats_line(reply))
+            self.query_one("#hist-stats", Static).update(stats_line(wanted, reply))
 
     def show_error(self, wanted: HistoryFilter, message: str) -> None:
         """A refusal (a query with no word, say): said instead of the rows, which are stale."""

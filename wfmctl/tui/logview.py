@@ -37,6 +37,7 @@ PENDING_TEXT = "…"
 STDERR_STYLE = Style(color="red")
 EVENT_STYLE = Style(color="cyan", bold=True)
 MARKED_STYLE = Style(reverse=True)  # the line a search hit opened the log at
+CENTER_TRIES = 20  # refreshes to wait for a new view's layout before the marked line is shown
 
 # Fetches entries after `after` (exclusive), at most `limit`; runs in a worker thread.
 Fetch = Callable[[int, int], list[LogEntry]]
@@ -142,12 +143,19 @@ class LogView(ScrollView, can_focus=True):
         self.set_total(seq + 1)
         self._center_marked()
 
-    def _center_marked(self) -> None:
-        if self.marked is None or not self._centering or not self.size.height:
+    def _center_marked(self, tries: int = CENTER_TRIES) -> None:
+        """Scroll the marked line to the middle; again after the next refresh until the view
+        is laid out (a tab just added has no size, then a size but not yet its scroll range)."""
+        if self.marked is None or not self._centering:
             return
-        self._centering = False
-        y = max(0, self.marked - self.size.height // 2)
-        self.scroll_to(y=y, animate=False, immediate=True)
+        height = self.scrollable_content_region.height
+        target = min(max(0, self.marked - height // 2), self.max_scroll_y)
+        if height:
+            self.scroll_to(y=target, animate=False, immediate=True)
+        if (height and abs(self.scroll_y - target) < 1) or tries <= 1:
+            self._centering = False
+        else:
+            self.call_after_refresh(self._center_marked, tries - 1)
         self.refresh()
 
     def action_follow(self) -> None:
