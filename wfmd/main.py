@@ -18,6 +18,7 @@ from wfmd import __version__
 from wfmd.api.server import SocketInUse, SocketPathError
 from wfmd.config import Config, ConfigError, default_config_path, load
 from wfmd.daemon import STOP_SIGNALS, AlreadyRunning, InternalFailure, serve
+from wfmd.memory import pin_mmap_threshold
 from wfmd.store import DatabaseError, StorageError
 from wfmd.systemd import ActivationError, JournalFormatter, stderr_is_journal, take_environment
 
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     # journal gets every thread's stack before wfmd dies (a crash in C code gets one too).
     faulthandler.enable()
     raise_open_file_limit()
+    pin_mmap_threshold()
     log = logging.getLogger("wfmd")
     try:
         systemd = take_environment()  # before any child starts: none may inherit them
