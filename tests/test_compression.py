@@ -15,6 +15,9 @@ import pytest
 from conftest import Daemon, MakeDaemon, metadata, write_workflow
 
 from wfmctl import protocol
+from wfmd.housekeeping.compression import MAX_ROWS
+from wfmd.store.compression import rows_to_pack
+from wfmd.store.logs import key_range
 from wfmd.store.sqlar import pack, unpack
 
 SQLITE3 = shutil.which("sqlite3")
@@ -134,3 +137,34 @@ def test_the_stock_shell_reads_a_compressed_row(tmp_path: Path) -> None:
         check=True,
     )
     assert done.stdout.split() == [text.hex().upper(), b"as is\n".hex().upper()]
+
+
+def test_a_compression_step_holds_at_most_its_bytes(
+    make_daemon: MakeDaemon, workflow_dir: Path
+) -> None:
+    """Regression: a step took up to MAX_ROWS rows whatever their size, and rows of huge
+    lines are megabytes each: 64 of them held ~200 MB (the long event fuzz saw wfmd jump past
+    its RSS bound ten minutes in, when the first compression pass came)."""
+    body = "for i in range(12):\n    print(str(i) * 2_500_000, flush=True)\n"
+    write_workflow(workflow_dir, "huge", body, metadata("huge"))
+    d = make_daemon(["--retention-interval", "0"]).start()
+    handle = d.run_and_wait("huge")
+    d.stop()
+    conn = apsw.Connection(str(d.database), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        eid = conn.execute("SELECT id FROM executions WHERE handle = ?", (handle,)).get
+        assert isinstance(eid, int)
+        biggest = conn.execute(
+            "SELECT max(length(data)) FROM execution_logs WHERE id BETWEEN ? AND ?",
+            key_range(eid),
+        ).get
+        assert isinstance(biggest, int)
+        step = 8 * 1024 * 1024
+        rows, done = rows_to_pack(conn, [eid], MAX_ROWS, step)
+        assert sum(len(data) for _, data in rows) < step + biggest
+        assert done == []  # rows are left for the next step
+        everything, done = rows_to_pack(conn, [eid], MAX_ROWS, 1 << 40)
+        assert sum(len(data) for _, data in everything) >= 30_000_000
+        assert done == [eid] and everything[: len(rows)] == rows
+    finally:
+        conn.close()

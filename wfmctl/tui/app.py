@@ -160,10 +160,10 @@ class WfmApp(App[None]):
         self.run_worker(work, thread=True, group="workflows", exit_on_error=False)
 
     def _history_worker(
-        self, wanted: HistoryFilter, ask: Callable[[Client], Any], show: Any
+        self, wanted: HistoryFilter, ask: Callable[[Client], Any], show: Callable[[Any], None]
     ) -> None:
-        """`ask` the daemon in a worker thread; `show(wanted, reply)` the answer, or the
-        error on the history tab (the banner tells of a daemon gone)."""
+        """`ask` the daemon in a worker thread, then `show(reply)` on the event loop; a
+        refusal is shown on the history tab (and a daemon gone, by the banner)."""
         pane = self.query_one(HistoryPane)
 
         def work() -> None:

@@ -26,6 +26,9 @@ DUE_BATCH = 200
 # Rows per step to start from; each step doubles or halves it to take about STEP_SECONDS.
 FIRST_ROWS = 64
 MAX_ROWS = 4096
+# ... and no more data than this per step: rows of huge lines are megabytes each, and a
+# step's rows are held in memory twice (as read, and compressed).
+MAX_STEP_BYTES = 8 * 1024 * 1024
 STEP_SECONDS = 0.01
 SLOW_STEP = 0.1  # a step this long is logged: log lines waited for it
 
@@ -62,7 +65,9 @@ class Compressor:
         size = FIRST_ROWS
         while ids := await self._store.read(compression.due, cutoff, DUE_BATCH):
             while ids:
-                rows, finished = await self._store.read(compression.rows_to_pack, ids, size)
+                rows, finished = await self._store.read(
+                    compression.rows_to_pack, ids, size, MAX_STEP_BYTES
+                )
                 packed = await trio.to_thread.run_sync(_pack_all, rows) if rows else []
                 _, elapsed = await self._store.call(
                     upkeep.timed, compression.store_packed, packed, finished

@@ -33,29 +33,26 @@ def due(conn: apsw.Connection, ended_before_ms: int, limit: int) -> list[int]:
 
 
 def rows_to_pack(
-    conn: apsw.Connection, ids: Sequence[int], limit: int
+    conn: apsw.Connection, ids: Sequence[int], limit: int, max_bytes: int
 ) -> tuple[list[tuple[int, bytes]], list[int]]:
-    """Up to `limit` rows (key, data) never looked at, of these executions in turn; and the
-    executions all of whose rows are among them (or were looked at before)."""
+    """Up to `limit` rows (key, data) never looked at, of these executions in turn, and no
+    more once they hold `max_bytes` (a row can be megabytes); and the executions all of whose
+    rows are among them (or were looked at before)."""
     rows: list[tuple[int, bytes]] = []
     done: list[int] = []
+    size = 0
     for eid in ids:
-        want = limit - len(rows)
-        if want <= 0:
-            break
         lo, hi = key_range(eid)
-        found = [
-            (cast(int, key), bytes(cast(bytes, data)))
-            for key, data in conn.execute(
-                "SELECT id, data FROM execution_logs WHERE id BETWEEN ? AND ?"
-                " AND raw_size IS NULL AND typeof(data) = 'blob' ORDER BY id LIMIT ?",
-                (lo, hi, want + 1),
-            )
-        ]
-        if len(found) > want:
-            rows += found[:want]
-            break
-        rows += found
+        cursor = conn.execute(
+            "SELECT id, data FROM execution_logs WHERE id BETWEEN ? AND ?"
+            " AND raw_size IS NULL AND typeof(data) = 'blob' ORDER BY id",
+            (lo, hi),
+        )
+        for key, data in cursor:
+            if len(rows) >= limit or (rows and size >= max_bytes):
+                return rows, done  # this execution has rows left: not done
+            rows.append((cast(int, key), bytes(cast(bytes, data))))
+            size += len(data)
         done.append(eid)
     return rows, done
 
