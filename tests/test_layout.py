@@ -44,8 +44,11 @@ LAYERS = (
 
 # Anyone may import these; they import nothing of wfmd. `wfmd` is the package's __init__,
 # which only re-exports the version that wfmctl keeps. wfmd.systemd speaks to the service
-# manager for main (logging), daemon (notify) and the server (passed sockets).
-WFMD_LEAVES = frozenset({"wfmd", "wfmd.events", "wfmd.errors", "wfmd.config", "wfmd.systemd"})
+# manager for main (logging), daemon (notify) and the server (passed sockets); wfmd.memory
+# tunes the allocator for main.
+WFMD_LEAVES = frozenset(
+    {"wfmd", "wfmd.events", "wfmd.errors", "wfmd.config", "wfmd.systemd", "wfmd.memory"}
+)
 
 # The client library: light, a leaf for wfmd too. Every other wfmctl module is a front end.
 WFMCTL_LIBRARY = frozenset(
