@@ -11,6 +11,7 @@ and the workflows and history are read again.
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -72,6 +73,9 @@ class WfmApp(App[None]):
     def on_mount(self) -> None:
         self.query_one(WorkflowsPane).query_one(DataTable).focus()
         self.run_worker(self._monitor, thread=True, group="monitor", exit_on_error=False)
+        # Textual's widgets and styles live as long as the app: a full collection that walks
+        # them again and again stalls a key press by tens of ms, so they leave the collector.
+        self.call_after_refresh(gc.freeze)
 
     def on_unmount(self) -> None:
         self.stop_all()
