@@ -3,7 +3,7 @@ daemon must make of it: deep nesting, numbers out of range, huge strings, the ma
 places. Shared by test_ingest_hostile.py (through LineBuffer, and through the daemon) and the
 fuzz suite (test_fuzz_protocol.py).
 
-The contract (WORKFLOWS.md, issue 13): a line is an event only if it is a whole line of at
+The contract (WORKFLOWS.md): a line is an event only if it is a whole line of at
 most MAX_LINE bytes, starts with the marker, and its JSON is a valid event whose fields every
 reader can be sent (nesting at most MAX_DEPTH, integers within int64, finite numbers). Every
 other line is raw output, kept byte for byte; a line over MAX_LINE is kept as pieces.
@@ -77,7 +77,7 @@ def nested(depth: int, kind: str = "[") -> str:
     return '{"k": ' * depth + "0" + "}" * depth
 
 
-# The tester's line (issue 13): 2,000 arrays deep in an extra field.
+# The line that once killed the daemon: 2,000 arrays deep in an extra field.
 DEEP_LINE = with_extra(nested(2_000))
 
 # --------------------------------------------------------------------------- strategies

@@ -1,4 +1,4 @@
-"""Containment (issue 13): no process of an execution or of a metadata probe outlives it,
+"""Containment: no process of an execution or of a metadata probe outlives it,
 whatever it does to its session, process group or environment.
 
 The escapes: `setsid env -i sleep`, `setsid env -u WFM_EXECUTION_ID sleep`, a changed

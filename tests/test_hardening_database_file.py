@@ -1,4 +1,4 @@
-"""A database file deleted or replaced while wfmd runs is noticed (issue 13, class 8).
+"""A database file deleted or replaced while wfmd runs is noticed.
 
 Before, wfmd went on accepting runs into the unlinked file, `ping` said storage ok, and after
 a restart every run since the deletion was gone. Now the file's device and inode (and its

@@ -1,4 +1,4 @@
-"""wfmd fails safe when its pipe reader thread fails (issue 13).
+"""wfmd fails safe when its pipe reader thread fails.
 
 Nothing can make the real reader fail but a bug, so the test plants one: a `sitecustomize`
 on the daemon's PYTHONPATH makes `PipeReader._read` raise once it has read a line holding

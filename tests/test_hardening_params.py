@@ -1,4 +1,4 @@
-"""Number fields take JSON's number grammar only (issue 13, class 9).
+"""Number fields take JSON's number grammar only.
 
 Before, a number field accepted whatever Python's `float()` tolerates and passed it to the
 workflow verbatim: " 5 ", "1_000", Arabic-Indic digits, "5\\n", "+5". Numbers sent as JSON

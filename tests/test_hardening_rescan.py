@@ -1,4 +1,4 @@
-"""Rescans are coalesced (issue 13, class 6): a run of an unknown workflow id joins the scan in
+"""Rescans are coalesced: a run of an unknown workflow id joins the scan in
 flight or reuses one that just finished, an explicit `workflows --rescan` gets a scan that
 started after it asked, and nothing else ever waits for a scan.
 

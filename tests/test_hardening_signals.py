@@ -1,4 +1,4 @@
-"""More signals while wfmd stops do not break the graceful stop (issue 13, class 7).
+"""More signals while wfmd stops do not break the graceful stop.
 
 Before, a second SIGTERM (or a SIGHUP) during shutdown killed wfmd by that signal: exit 143 or
 129, the database not closed. The first signal's receiver stopped being read, and when it

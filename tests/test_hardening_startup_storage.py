@@ -1,4 +1,4 @@
-"""A full disk at start-up exits 7 with one line (issue 13, class 10).
+"""A full disk at start-up exits 7 with one line.
 
 Before, a full state directory made wfmd exit 1 with a traceback (writing its pid into the
 lock file), and a little room left gave exit 7 with SQLite's own diagnostics logged as errors

@@ -1,4 +1,4 @@
-"""One stderr line must never crash the daemon, lose output or free a process (issue 13).
+"""One stderr line must never crash the daemon, lose output or free a process.
 
 Three classes of hostile lines, each tested where it is decided (events.py, lines.py, the
 store's read path) and through the real daemon, with real workflows printing the lines:
@@ -181,7 +181,7 @@ SERVABLE = event("phase_started", SAMPLES["phase_started"])
 
 
 def stored_rows(eid: int) -> list[LogRow]:
-    """Event rows as a daemon before issue 13 could store them (one unservable event each),
+    """Event rows as an older daemon could store them (one unservable event each),
     a valid one, and rows no daemon writes (an unknown event type, a multi-line event)."""
     rows = [
         LogRow(row_key(eid, seq), STDERR, T0 + seq, 1, "task_progress", line + b"\n")
@@ -375,7 +375,7 @@ def test_events_with_numbers_out_of_range_are_raw_and_every_read_serves_them(
 
 
 def old_event_type(line: bytes) -> str | None:
-    """The type a daemon before issue 13 stored for a line: it took any marker line whose
+    """The type an older daemon stored for a line: it took any marker line whose
     JSON decoded (ours stands in for those it could not decode, or crashed on)."""
     if not line.startswith(EVENT_MARKER):
         return None
@@ -385,7 +385,7 @@ def old_event_type(line: bytes) -> str | None:
 def test_events_stored_by_an_older_daemon_are_served_as_raw_output(
     make_daemon: MakeDaemon, workflow_dir: Path
 ) -> None:
-    """Databases written before issue 13 hold such events as events: every read serves them,
+    """Databases written by an older daemon hold such events as events: every read serves them,
     as the raw stderr lines they were printed as."""
     daemon = make_daemon().start()
     lines: list[tuple[bytes, Expect]] = [(line, "raw") for line in UNSERVABLE]

@@ -1,4 +1,4 @@
-"""wfmd under systemd, with systemd's side played for real (issue 15): a datagram socket as
+"""wfmd under systemd, with systemd's side played for real: a datagram socket as
 $NOTIFY_SOCKET, `systemd-socket-activate` for socket activation, a file as the journal's
 stream; and `wfmctl shutdown` for a daemon started by hand.
 

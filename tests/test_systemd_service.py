@@ -1,4 +1,4 @@
-"""The systemd units (systemd/) and `wfmctl service install|uninstall|status` (issue 15).
+"""The systemd units (systemd/) and `wfmctl service install|uninstall|status`.
 
 `systemd-analyze verify` checks the shipped units and what `service install` writes. It
 runs without a service manager, in user mode, given a runtime directory of its own

@@ -482,7 +482,7 @@ class Client:
         req = protocol.ImportHistory(path=os.path.abspath(path), dry_run=dry_run)
         return self._expect(req, ImportReport)
 
-    # --- retention (issue 14)
+    # --- retention
 
     def prune(
         self,

@@ -301,7 +301,7 @@ class Shutdown(Request, frozen=True, tag="shutdown"):
     """Stop the daemon as SIGTERM would; answered with `Stopping` before it stops."""
 
 
-# --- retention (issue 14): prune, delete, info
+# --- retention: prune, delete, info
 
 
 class Prune(Request, frozen=True, tag="prune"):
@@ -512,7 +512,7 @@ class Stopping(Response, frozen=True, tag="stopping"):
     queued: int  # runs waiting for a slot: they stay queued and start after the next start
 
 
-# --- retention (issue 14)
+# --- retention
 
 
 class Removed(Message, frozen=True):

@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds a workflow may wait for a failing database before it is failed",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR")
-    # retention (issue 14); 0 disables a limit
+    # retention; 0 disables a limit
     parser.add_argument("--max-age-days", type=float, help="remove executions older (30)")
     parser.add_argument("--max-executions", type=int, help="keep the newest N (10000)")
     parser.add_argument("--max-db-bytes", type=int, help="database size limit (1 GiB)")

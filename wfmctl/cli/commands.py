@@ -450,5 +450,5 @@ def _history_command(name: str) -> Command:
     return run
 
 
-# retention (issue 14): prune, delete, info, export
+# retention: prune, delete, info, export
 COMMANDS.update({name: _history_command(name) for name in ("prune", "delete", "info", "export")})

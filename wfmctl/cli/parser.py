@@ -447,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
 
-    # --- retention (issue 14): prune, delete, info
+    # --- retention: prune, delete, info
     p = add(
         "prune",
         "remove finished executions: by the daemon's retention policy, or by --older-than "

@@ -82,7 +82,7 @@ class Dispatcher:
                     await send(await workflows.workflow_stats(s, request))
                 case ImportHistory():
                     await send(await imports.import_history(s, request))
-                # retention (issue 14)
+                # retention
                 case Prune():
                     await send(await retention.prune(s, request))
                 case Delete():
