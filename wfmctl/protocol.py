@@ -39,7 +39,8 @@ Count = Annotated[int, Meta(ge=0, le=2**31)]  # a limit, an offset, a number of 
 # Identifiers are short; bounding them keeps absurd ones from reaching the database or
 # being quoted back in a reply. Handles are UUIDs (36 characters) or prefixes of one.
 Handle = Annotated[str, Meta(max_length=100)]
-Name = Annotated[str, Meta(max_length=200)]  # a workflow id or a field name
+MAX_NAME = 200
+Name = Annotated[str, Meta(max_length=MAX_NAME)]  # a workflow id or a field name
 
 # Wherever a request takes a handle, `@last` names the newest execution and `@last:WORKFLOW`
 # the newest of that workflow (the daemon resolves them, as it does prefixes).

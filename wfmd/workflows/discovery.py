@@ -29,7 +29,7 @@ import msgspec
 import trio
 
 from wfmctl.paths import data_dir
-from wfmctl.protocol import SkippedFile, Workflow
+from wfmctl.protocol import MAX_NAME, SkippedFile, Workflow
 from wfmd.runs import containment, process
 from wfmd.workflows.params import scalar_text
 
@@ -340,7 +340,9 @@ def _defaults_as_text(raw: object) -> object:
 def _problems(workflow: Workflow) -> list[str]:
     """What makes well-typed metadata unusable anyway."""
     problems = []
-    if not ID_PATTERN.fullmatch(workflow.id):
+    if len(workflow.id) > MAX_NAME:  # checked first: such an id is not quoted back
+        problems.append(f"id is {len(workflow.id)} characters long (requests take {MAX_NAME})")
+    elif not ID_PATTERN.fullmatch(workflow.id):
         problems.append(
             f"id {workflow.id!r} is not valid (letters, digits, '_', '.' and '-', "
             "starting with a letter or digit)"
@@ -350,6 +352,10 @@ def _problems(workflow: Workflow) -> list[str]:
         kind = field.field_type
         if not field.name:
             problems.append("a field has an empty name")
+        elif len(field.name) > MAX_NAME:
+            problems.append(
+                f"a field name is {len(field.name)} characters long (at most {MAX_NAME})"
+            )
         elif field.name in seen:
             problems.append(f"field name {field.name!r} is used more than once")
         seen.add(field.name)
