@@ -4,7 +4,7 @@ Before, wfmd went on accepting runs into the unlinked file, `ping` said storage 
 a restart every run since the deletion was gone. Now the file's device and inode (and its
 WAL's) are compared with those opened, at every heartbeat and before every run: ping reports
 a storage error that says what happened, the log says it once, and new runs are refused with
-the `storage` code. Running executions go on, recorded in the open file only (they cannot be
+the `storage` code. Queued runs wait until the file is back. Running executions go on, recorded in the open file only (they cannot be
 made durable any more, and killing them would lose what their user is watching).
 """
 
@@ -36,15 +36,19 @@ while True:
 """
 
 
-@pytest.fixture
-def watched(make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path) -> Daemon:
+def start_watched(make_daemon: MakeDaemon, workflow_dir: Path, *flags: str) -> Daemon:
     write_workflow(
         workflow_dir, "steady", STEADY, metadata("steady", text_field("ready", required=True))
     )
     write_workflow(workflow_dir, "quick", "print('quick')\n", metadata("quick"))
-    daemon = make_daemon()
+    daemon = make_daemon(list(flags))
     (daemon.root / "no-config.toml").write_text(f"heartbeat_interval = {HEARTBEAT}\n")
     return daemon.start()
+
+
+@pytest.fixture
+def watched(make_daemon: MakeDaemon, workflow_dir: Path) -> Daemon:
+    return start_watched(make_daemon, workflow_dir)
 
 
 def wait_until(predicate: Callable[[], object], what: str) -> float:
@@ -139,3 +143,26 @@ def test_the_same_file_back_in_place_is_fine_again(watched: Daemon, tmp_path: Pa
         ended = client.wait(client.run("quick", {}).handle)
     assert ended.status == "Completed", ended
     assert "is back as it was opened" in daemon.log()
+
+
+def test_queued_runs_wait_until_the_file_is_back(
+    make_daemon: MakeDaemon, workflow_dir: Path, tmp_path: Path
+) -> None:
+    """A run queued before the file went is not started into it: it waits, queued, and
+    starts once the opened file is back in place."""
+    daemon = start_watched(make_daemon, workflow_dir, "--max-concurrent", "1")
+    running = start_steady(daemon, tmp_path)
+    with daemon.client() as client:
+        queued = client.run("quick", {}).handle
+    keep = tmp_path / "keep.db"
+    os.link(daemon.database, keep)
+    daemon.database.unlink()
+    wait_until(lambda: storage_error(daemon), "ping reports the deleted file")
+    with daemon.client() as client:
+        client.cancel(running)
+        assert client.wait(running).status == "Cancelled"
+        time.sleep(3 * HEARTBEAT + 1.0)  # a free slot, a few heartbeats and storage checks
+        assert client.status(queued).status == "NotStarted"
+    os.link(keep, daemon.database)
+    with daemon.client() as client:
+        wait_until(lambda: client.status(queued).status == "Completed", "the queued run ran")

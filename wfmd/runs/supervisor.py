@@ -209,6 +209,8 @@ class Supervisor:
         """
         while True:
             await trio.sleep(STORAGE_CHECK_INTERVAL)
+            if self._accepting:
+                self._fill_slots()  # queued runs held while the database file was lost
             since = self._writer.storage_failing_since
             if since is None or trio.current_time() - since < self._storage_hold_timeout:
                 continue
@@ -225,8 +227,15 @@ class Supervisor:
     # ----------------------------------------------------------------- one execution
 
     def _fill_slots(self) -> None:
+        """Start queued runs into free slots; none while the database file is lost (as last
+        checked): what they did would be recorded nowhere that lasts."""
         assert self._nursery is not None
-        while self._accepting and self._queue and len(self._running) < self._max_concurrent:
+        while (
+            self._accepting
+            and self._queue
+            and len(self._running) < self._max_concurrent
+            and self._database_file.problem is None
+        ):
             stored = self._queue.popleft()
             self._running[stored.id] = _Active(stored)
             self._nursery.start_soon(self._execute, self._running[stored.id])
