@@ -4,8 +4,9 @@ Before, wfmd went on accepting runs into the unlinked file, `ping` said storage 
 a restart every run since the deletion was gone. Now the file's device and inode (and its
 WAL's) are compared with those opened, at every heartbeat and before every run: ping reports
 a storage error that says what happened, the log says it once, and new runs are refused with
-the `storage` code. Queued runs wait until the file is back. Running executions go on, recorded in the open file only (they cannot be
-made durable any more, and killing them would lose what their user is watching).
+the `storage` code. Queued runs wait until the file is back. Running executions go on,
+recorded in the open file only (they cannot be made durable any more, and killing them would
+lose what their user is watching).
 """
 
 from __future__ import annotations

@@ -368,7 +368,8 @@ class DatabaseFile:
             if problem is not None:
                 problem += (
                     ": new runs are refused, and what is recorded from then on will be lost; "
-                    "queued ones wait; running executions go on, recorded in the open file only; restart wfmd"
+                    "queued ones wait; running executions go on, recorded in the open file "
+                    "only; restart wfmd"
                 )
                 break
         if problem != self.problem:
