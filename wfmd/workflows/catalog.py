@@ -86,7 +86,7 @@ class WorkflowCatalog:
 
         Cancellation: as for `rescan`.
         """
-        if self._dirs_changed_since(self._scan_began_ns):
+        if await trio.to_thread.run_sync(self._dirs_changed_since, self._scan_began_ns):
             return await self.rescan()
         if self._scanning_since is not None:
             await self._done.wait()
@@ -97,7 +97,9 @@ class WorkflowCatalog:
 
     def _dirs_changed_since(self, wall_ns: int) -> bool:
         """Whether a file was added, removed or renamed in a workflow directory at or after
-        `wall_ns` (its mtime says so; a missing directory counts as unchanged)."""
+        `wall_ns` (its mtime says so; a missing directory counts as unchanged).
+
+        Blocking (stat, which a hung network mount can make slow): run it in a thread."""
         for directory in self.dirs:
             try:
                 if os.stat(directory).st_mtime_ns >= wall_ns:
