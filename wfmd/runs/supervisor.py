@@ -202,7 +202,8 @@ class Supervisor:
         self._all_done.set()
 
     async def _watch_storage(self) -> None:
-        """Fail the running executions once the database has refused writes for too long.
+        """Fail the running executions once the database has refused writes for too long,
+        and start queued runs once a lost database file is back.
 
         Until then they are only held: their output backs up into their pipes. Their lines
         and endings stay queued and are committed as soon as the storage recovers.
