@@ -303,7 +303,7 @@ async def test_duplicate_ids_in_one_dir_first_by_name_wins_however_slow(tmp_path
         ({"id": ""}, "id '' is not valid"),
         ({"id": "ok\n"}, "id 'ok\\n' is not valid"),
         ({"id": "-rf"}, "id '-rf' is not valid"),
-        ({"id": "a" * 201}, "id is 201 characters long (requests take 200)"),
+        ({"id": "a" * 201}, "id is 201 characters long (at most 200)"),
         (
             {"fields": [{"name": "f" * 201, "field_type": {"type": "text"}}]},
             "a field name is 201 characters long (at most 200)",

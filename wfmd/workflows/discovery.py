@@ -341,7 +341,7 @@ def _problems(workflow: Workflow) -> list[str]:
     """What makes well-typed metadata unusable anyway."""
     problems = []
     if len(workflow.id) > MAX_NAME:  # checked first: such an id is not quoted back
-        problems.append(f"id is {len(workflow.id)} characters long (requests take {MAX_NAME})")
+        problems.append(f"id is {len(workflow.id)} characters long (at most {MAX_NAME})")
     elif not ID_PATTERN.fullmatch(workflow.id):
         problems.append(
             f"id {workflow.id!r} is not valid (letters, digits, '_', '.' and '-', "
